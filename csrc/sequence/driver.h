@@ -1,0 +1,193 @@
+// The step-wise recurrence of one layer-direction, forward and BPTT backward, written once against ATen.
+//
+// Per step: one GEMM for the recurrence (h W_hhᵀ, through ATen/BLAS/cuBLAS) and ONE fused pointwise pass supplied by
+// a `Pointwise` policy (the CPU loops, or a CUDA kernel launch). Everything that is not sequential is one big GEMM
+// outside the loop: the input projection of all T steps before it, and dX, dW_ih, dW_hh, dW_hr and the bias
+// gradients after the reverse sweep.
+//
+// A Pointwise policy provides
+//   template <typename Cell, typename T, typename C> static void forward(const ForwardStep<T, C>&);
+//   template <typename Cell, typename T, typename C> static void backward(const BackwardStep<T, C>&);
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include "../common/cell_math.h"
+#include "../common/step.h"
+#include "layer_args.h"
+
+namespace rnnfused {
+
+struct ForwardResult {
+  at::Tensor output;  // [T, B, H_out]  zero on padded steps
+  at::Tensor h_n;     // [B, H_out]
+  at::Tensor c_n;     // [B, H] (LSTM)
+  at::Tensor saved;   // [T, B, S*H]    activations for backward (Cell::kSaved per unit)
+  at::Tensor cells;   // [T, B, H] in cell_dtype (LSTM): c_t, carried unchanged through padded steps
+};
+
+struct BackwardResult {
+  at::Tensor grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, grad_w_hr;
+};
+
+// Time index of step s (0-based in processing order) of a direction, and of the step before it.
+inline int64_t time_of_step(const LayerArgs& a, int64_t s) { return a.reverse ? a.T - 1 - s : s; }
+inline int64_t previous_time(const LayerArgs& a, int64_t t) { return a.reverse ? t + 1 : t - 1; }
+
+// [T, B] bool: step t of row b is a real (not padded) step.
+inline at::Tensor valid_steps(const LayerArgs& a) {
+  return at::arange(a.T, a.lengths.options()).unsqueeze(1) < a.lengths.unsqueeze(0);
+}
+
+// [T, B, X]: the state each step started from. `seq` holds the states each step produced (the layer output);
+// `init` [B, X] is the initial state. In reverse with lengths, row b starts at t = lengths[b]-1, from init.
+at::Tensor previous_states(const LayerArgs& a, const at::Tensor& seq, const at::Tensor& init);
+
+template <typename Cell, typename Pointwise>
+ForwardResult sequence_forward(const LayerArgs& a) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t T = a.T, B = a.B, H = a.H, H_out = a.H_out, GH = G * a.H;
+  const auto opts = a.input.options();
+  const auto cell_opts = opts.dtype(cell_dtype(a.input.scalar_type()));
+  const bool proj = a.w_hr.defined();
+
+  // [T, B, G*H]  input projection of every step: one GEMM (the biases are added in the pointwise pass).
+  const at::Tensor xg = at::mm(a.input.view({T * B, a.I}), a.w_ih.t());
+  const at::Tensor b_ih = a.b_ih.defined() ? a.b_ih : at::zeros({GH}, opts);  // [G*H]
+  const at::Tensor b_hh = a.b_hh.defined() ? a.b_hh : at::zeros({GH}, opts);  // [G*H]
+  const at::Tensor w_hh_t = a.w_hh.t();                                         // [H_out, G*H] view
+  const at::Tensor c0 = Cell::kHasCellState ? a.c0.to(cell_opts.dtype()).contiguous() : at::Tensor();  // [B, H]
+
+  ForwardResult r;
+  r.output = at::empty({T, B, H_out}, opts);
+  r.saved = at::empty({T, B, S * H}, opts);
+  r.cells = at::empty({Cell::kHasCellState ? T : 0, B, H}, cell_opts);
+  at::Tensor h_state = a.h0.clone(at::MemoryFormat::Contiguous);  // [B, H_out] running hidden state
+  at::Tensor hg = at::empty({B, GH}, opts);                        // [B, G*H]  h W_hhᵀ of this step
+  at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();  // [B, H]  r before the projection
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_forward", [&] {
+    using T_ = scalar_t;
+    using C_ = at::opmath_type<scalar_t>;
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = time_of_step(a, s);
+      at::mm_out(hg, h_state, w_hh_t);
+      ForwardStep<T_, C_> st;
+      st.batch = B;
+      st.hidden = H;
+      st.t = t;
+      st.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+      st.xg = xg.data_ptr<T_>() + t * B * GH;
+      st.hg = hg.data_ptr<T_>();
+      st.b_ih = b_ih.data_ptr<T_>();
+      st.b_hh = b_hh.data_ptr<T_>();
+      st.h_prev = h_state.data_ptr<T_>();
+      if (Cell::kHasCellState) {
+        st.c_prev = s == 0 ? c0.data_ptr<C_>() : r.cells.data_ptr<C_>() + previous_time(a, t) * B * H;
+        st.c_new = r.cells.data_ptr<C_>() + t * B * H;
+      }
+      st.saved = r.saved.data_ptr<T_>() + t * B * S * H;
+      st.out = proj ? cell_out.data_ptr<T_>() : r.output.data_ptr<T_>() + t * B * H;
+      st.h_state = proj ? nullptr : h_state.data_ptr<T_>();
+      Pointwise::template forward<Cell>(st);
+      if (proj) {
+        at::Tensor out_t = r.output.select(0, t);  // [B, H_out]
+        at::mm_out(out_t, cell_out, a.w_hr.t());   // padded rows: cell_out is 0, so out_t is 0
+        if (a.lengths.defined()) {
+          h_state.copy_(at::where((a.lengths > t).unsqueeze(1), out_t, h_state));
+        } else {
+          h_state.copy_(out_t);
+        }
+      }
+    }
+  });
+
+  r.h_n = h_state;
+  // A copy, never a view of `cells`: op outputs must not alias each other.
+  if (Cell::kHasCellState) r.c_n = r.cells.select(0, a.reverse ? 0 : T - 1).to(a.input.scalar_type(), false, true);
+  return r;
+}
+
+template <typename Cell, typename Pointwise>
+BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_c_n, const ForwardResult& fwd) {
+  constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
+  const int64_t T = a.T, B = a.B, H = a.H, H_out = a.H_out, GH = G * a.H;
+  const auto opts = a.input.options();
+  const auto cell_opts = opts.dtype(cell_dtype(a.input.scalar_type()));
+  const bool proj = a.w_hr.defined();
+
+  // [T, B, H_out]  dL/doutput, zero where the output is padding (a constant that no parameter reaches).
+  at::Tensor grad_out = grad_output.contiguous();
+  if (a.lengths.defined()) grad_out = grad_out * valid_steps(a).unsqueeze(2).to(grad_out.scalar_type());
+  const at::Tensor h_prev = previous_states(a, fwd.output, a.h0);  // [T, B, H_out]
+  const at::Tensor c0 = Cell::kHasCellState ? a.c0.to(cell_opts.dtype()).contiguous() : at::Tensor();
+
+  at::Tensor dgx = at::empty({T, B, GH}, opts);                                  // [T, B, G*H]
+  at::Tensor dgh = Cell::kSplitRecurrentGrad ? at::empty({T, B, GH}, opts) : dgx;  // [T, B, G*H]
+  at::Tensor dh = grad_h_n.to(opts.dtype()).clone(at::MemoryFormat::Contiguous);   // [B, H_out] carry
+  at::Tensor dc = Cell::kHasCellState ? grad_c_n.to(cell_opts.dtype()).clone(at::MemoryFormat::Contiguous)
+                                      : at::Tensor();                              // [B, H] carry
+  at::Tensor dh_direct = at::empty({B, H_out}, opts);                             // [B, H_out]
+  at::Tensor dh_seq = proj ? at::empty({T, B, H_out}, opts) : at::Tensor();       // [T, B, H_out] dL/dh_t
+  at::Tensor dr = proj ? at::empty({B, H}, opts) : at::Tensor();                  // [B, H]
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_backward", [&] {
+    using T_ = scalar_t;
+    using C_ = at::opmath_type<scalar_t>;
+    for (int64_t s = T - 1; s >= 0; --s) {
+      const int64_t t = time_of_step(a, s);
+      BackwardStep<T_, C_> st;
+      st.batch = B;
+      st.hidden = H;
+      st.out_size = H_out;
+      st.t = t;
+      st.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+      if (proj) {
+        at::Tensor dh_t = dh_seq.select(0, t);
+        at::add_out(dh_t, dh, grad_out.select(0, t));
+        at::mm_out(dr, dh_t, a.w_hr);
+        st.dh_in = dh_t.data_ptr<T_>();
+        st.dr = dr.data_ptr<T_>();
+      } else {
+        st.dh_in = dh.data_ptr<T_>();
+        st.grad_out = grad_out.data_ptr<T_>() + t * B * H_out;
+      }
+      st.saved = fwd.saved.data_ptr<T_>() + t * B * S * H;
+      if (Cell::kHasCellState) {
+        st.c = fwd.cells.data_ptr<C_>() + t * B * H;
+        st.c_prev = s == 0 ? c0.data_ptr<C_>() : fwd.cells.data_ptr<C_>() + previous_time(a, t) * B * H;
+        st.dc = dc.data_ptr<C_>();
+      }
+      st.h_prev = h_prev.data_ptr<T_>() + t * B * H_out;
+      st.out = fwd.output.data_ptr<T_>() + t * B * H_out;
+      st.dgx = dgx.data_ptr<T_>() + t * B * GH;
+      st.dgh = dgh.data_ptr<T_>() + t * B * GH;
+      st.dh_direct = dh_direct.data_ptr<T_>();
+      Pointwise::template backward<Cell>(st);
+      at::addmm_out(dh, dh_direct, dgh.select(0, t), a.w_hh);  // dL/dh_{t-1}
+    }
+  });
+
+  BackwardResult g;
+  const at::Tensor dgx2d = dgx.view({T * B, GH});
+  const at::Tensor dgh2d = dgh.view({T * B, GH});
+  g.grad_input = at::mm(dgx2d, a.w_ih).view({T, B, a.I});
+  g.grad_h0 = dh;
+  g.grad_c0 = Cell::kHasCellState ? dc.to(opts.dtype()) : at::Tensor();
+  g.grad_w_ih = at::mm(dgx2d.t(), a.input.view({T * B, a.I}));
+  g.grad_w_hh = at::mm(dgh2d.t(), h_prev.view({T * B, H_out}));
+  g.grad_b_ih = dgx2d.sum(0);
+  g.grad_b_hh = dgh2d.sum(0);
+  if (proj) {
+    // r_t = σ(o)·tanh(c_t), recomputed; it is zero on padded rows, so their dh_t does not count.
+    const at::Tensor cell_outputs = (fwd.saved.narrow(2, 3 * H, H).to(cell_opts.dtype()) * fwd.cells.tanh())
+                                        .to(opts.dtype()).view({T * B, H});
+    g.grad_w_hr = at::mm(dh_seq.view({T * B, H_out}).t(), cell_outputs);
+  }
+  return g;
+}
+
+}  // namespace rnnfused

@@ -1,0 +1,41 @@
+// The validated inputs of one layer-direction, shared by every backend's op implementation.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace rnnfused {
+
+struct LayerArgs {
+  at::Tensor input;    // [T, B, I]
+  at::Tensor h0;       // [B, H_out]
+  at::Tensor c0;       // [B, H] (LSTM) or undefined
+  at::Tensor w_ih;     // [G*H, I]
+  at::Tensor w_hh;     // [G*H, H_out]
+  at::Tensor b_ih;     // [G*H] or undefined
+  at::Tensor b_hh;     // [G*H] or undefined
+  at::Tensor w_hr;     // [H_out, H] (LSTM with proj_size) or undefined
+  at::Tensor lengths;  // [B] int64 on input's device, values in [1, T], or undefined (all rows run T steps)
+  bool reverse = false;
+  int64_t T = 0, B = 0, I = 0, H = 0, H_out = 0, G = 0;
+};
+
+// Checks every argument of a forward op (names the argument and what was expected in the error) and returns
+// contiguous tensors. `op` is the op's name for messages; `gates` is G (4 LSTM, 3 GRU, 1 RNN).
+LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input, const at::Tensor& h0,
+                          const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                          const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
+                          const std::optional<at::Tensor>& w_hr, const std::optional<at::Tensor>& lengths,
+                          bool reverse);
+
+// Checks a tensor that a backward op receives against what the forward produced; returns it contiguous.
+at::Tensor check_saved(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef expected,
+                       at::ScalarType dtype, const at::Tensor& input);
+
+// The dtype of the cell state and of the pointwise arithmetic: double for double, float otherwise.
+inline at::ScalarType cell_dtype(at::ScalarType storage) {
+  return storage == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+}  // namespace rnnfused

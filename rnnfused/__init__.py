@@ -1,0 +1,17 @@
+"""rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
+from . import _ops, backends, functional, reference
+from ._ops import EXTENSION_ERROR, cuda_built, extension_loaded
+from .backends import available_backends, resolve_backend
+from .version import __version__
+
+__all__ = [
+    "__version__",
+    "functional",
+    "reference",
+    "backends",
+    "available_backends",
+    "resolve_backend",
+    "extension_loaded",
+    "cuda_built",
+    "EXTENSION_ERROR",
+]

@@ -1,0 +1,88 @@
+"""Plain-PyTorch equations of one layer-direction: the truth every kernel is tested against.
+
+Same conventions as the custom ops (csrc/ops.cpp): time-major input ``[T, B, I]``, one direction, optional
+``lengths`` (int64 ``[B]``: row b runs steps ``t < lengths[b]``; padded steps give zero output and leave the state
+alone) and ``reverse`` (run from ``t = T-1`` down to 0). Differentiable to any order by autograd.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "lstm_step", "gru_step", "rnn_step"]
+
+
+def lstm_step(xg: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
+              w_hr: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """One LSTM step from the input projection ``xg = x W_ihᵀ + b_ih`` [B, 4H]: returns (h', c')."""
+    i, f, g, o = (xg + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    if w_hr is not None:
+        h_new = F.linear(h_new, w_hr)
+    return h_new, c_new
+
+
+def gru_step(xg: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor]) -> Tensor:
+    """One GRU step from ``xg = x W_ihᵀ + b_ih`` [B, 3H]; ``b_hn`` stays inside ``r·(W_hn h + b_hn)``."""
+    xr, xz, xn = xg.chunk(3, dim=-1)
+    hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+
+
+def rnn_step(xg: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], nonlinearity: str = "tanh") -> Tensor:
+    """One Elman step: ``act(xg + h W_hhᵀ + b_hh)``, act = tanh or relu."""
+    pre = xg + F.linear(h, w_hh, b_hh)
+    return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
+
+
+def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tensor, state: Sequence[Tensor],
+          lengths: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tuple[Tensor, ...]]:
+    """Runs ``state = step(xg[t], state)`` over time; the output of a step is its first state (h)."""
+    T = xg.shape[0]
+    state = tuple(state)
+    outputs = [None] * T
+    lengths = None if lengths is None else lengths.to(xg.device)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        new_state = tuple(step(xg[t], state))
+        if lengths is not None:
+            active = (lengths > t).unsqueeze(1)  # [B, 1]
+            outputs[t] = torch.where(active, new_state[0], torch.zeros_like(new_state[0]))
+            state = tuple(torch.where(active, new, old) for new, old in zip(new_state, state))
+        else:
+            outputs[t] = new_state[0]
+            state = new_state
+    return torch.stack(outputs), state
+
+
+def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+               b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+               reverse: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    """-> output [T, B, H_out], h_n [B, H_out], c_n [B, H]."""
+    xg = F.linear(input, w_ih, b_ih)  # [T, B, 4H]
+    out, (h_n, c_n) = _scan(lambda x, s: lstm_step(x, s[0], s[1], w_hh, b_hh, w_hr), xg, (h0, c0), lengths, reverse)
+    return out, h_n, c_n
+
+
+def gru_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+              b_hh: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+              reverse: bool = False) -> Tuple[Tensor, Tensor]:
+    """-> output [T, B, H], h_n [B, H]."""
+    xg = F.linear(input, w_ih, b_ih)  # [T, B, 3H]
+    out, (h_n,) = _scan(lambda x, s: (gru_step(x, s[0], w_hh, b_hh),), xg, (h0,), lengths, reverse)
+    return out, h_n
+
+
+def rnn_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
+              b_hh: Optional[Tensor] = None, lengths: Optional[Tensor] = None, reverse: bool = False,
+              nonlinearity: str = "tanh") -> Tuple[Tensor, Tensor]:
+    """-> output [T, B, H], h_n [B, H]."""
+    xg = F.linear(input, w_ih, b_ih)  # [T, B, H]
+    out, (h_n,) = _scan(lambda x, s: (rnn_step(x, s[0], w_hh, b_hh, nonlinearity),), xg, (h0,), lengths, reverse)
+    return out, h_n
