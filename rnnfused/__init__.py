@@ -15,3 +15,6 @@ __all__ = [
     "cuda_built",
     "EXTENSION_ERROR",
 ]
+from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
+
+__all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]

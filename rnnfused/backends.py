@@ -86,6 +86,8 @@ def _cuda_unavailable(device, dtype):
         return _ops.EXTENSION_ERROR
     if device.type != "cuda":
         return f"the cuda backend runs CUDA tensors, got a tensor on {device}"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available here"
     if not _ops.cuda_built():
         return ("rnnfused._C was built without CUDA; rebuild with a CUDA build of torch and nvcc "
                 "(RNNFUSED_BUILD_CUDA=1 CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e .)")
