@@ -85,6 +85,12 @@ def _ms(v: float) -> str:
     return f"{v:.3f}" if v < 100 else f"{v:.1f}"
 
 
+def _speedup(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" if v >= 0.1 else f"{v:.2g}x"
+
+
 def format_table(results: Sequence[Result], metadata: Optional[Dict[str, str]] = None) -> str:
     """One row per (config, implementation); the config shown once per group; speedup vs the baseline."""
     header = ["config", "impl", "median ms", "p20-p80 ms", "us/step", "peak MB", "speedup", "check", "note"]
@@ -103,7 +109,7 @@ def format_table(results: Sequence[Result], metadata: Optional[Dict[str, str]] =
             f"{_ms(s.p20)}-{_ms(s.p80)}" if s else "-",
             f"{r.us_per_step:.1f}" if s else "-",
             f"{r.peak_mb:.1f}" if r.peak_mb is not None else "-",
-            f"{r.speedup:.2f}x" if r.speedup is not None else "-",
+            _speedup(r.speedup),
             check,
             note,
         ])

@@ -88,15 +88,17 @@ def _as_variant(item) -> Variant:
 
 
 # ----------------------------------------------------------------------------------------- built-in providers
-def _triton_paths(backend: str, device: torch.device) -> Optional[List[Variant]]:
-    """The Triton backend's per-step and persistent kernels, forced by its dispatch switch."""
-    if backend != "triton":
-        return None
+def _module_attr(module: str, attr: str):
+    """``module.attr`` if that module imports and has it, else None (the switch does not exist in this build)."""
     try:
-        dispatch = importlib.import_module("rnnfused._triton.dispatch")
+        return getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return None
-    env_var = getattr(dispatch, "PATH_ENV", None)
+
+
+def _triton_paths(backend: str, device: torch.device) -> Optional[List[Variant]]:
+    """The Triton backend's per-step and persistent kernels, forced by its dispatch switch."""
+    env_var = _module_attr("rnnfused._triton.dispatch", "PATH_ENV") if backend == "triton" else None
     if env_var is None:
         return None
     return [Variant("step", {env_var: "step"}, "one fused launch per time step"),
@@ -105,16 +107,10 @@ def _triton_paths(backend: str, device: torch.device) -> Optional[List[Variant]]
 
 def _cuda_paths(backend: str, device: torch.device) -> Optional[List[Variant]]:
     """The CUDA backend with its step loop launched from the host, and replayed from CUDA graphs."""
-    if backend != "cuda":
-        return None
-    try:
-        cuda_helpers = importlib.import_module("rnnfused._cuda")
-    except ImportError:
-        return None
-    graphs_var = getattr(cuda_helpers, "GRAPHS_ENV_VAR", None)
+    graphs_var = _module_attr("rnnfused._cuda", "GRAPHS_ENV_VAR") if backend == "cuda" else None
     if graphs_var is None:
         return None
-    path_of = getattr(cuda_helpers, "cuda_path", None)
+    path_of = _module_attr("rnnfused._cuda", "cuda_path")
 
     def note(cfg: BenchConfig) -> str:
         if path_of is None:
