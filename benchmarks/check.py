@@ -9,7 +9,8 @@ absolute deviation relative to the truth's largest magnitude. An implementation 
 
 i.e. it is at most a few times as far from the truth as the baseline is in the same dtype (the tests' rule:
 flash-attention's), with a dtype floor of about ten unit roundoffs of the math a kernel may use for that storage
-dtype (float32 may run on TF32 tensor cores), so that an exact baseline does not fail a tensor-core kernel. A wrong
+dtype, so that an exact baseline does not fail a tensor-core kernel: on a GPU float32 may run on TF32 tensor cores
+(Triton's tl.dot does by default), on the CPU it runs in float32 and the floor is far lower. A wrong
 kernel lands orders of magnitude above the bound; an implementation that fails is reported and never timed.
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["FACTOR", "FLOOR", "CheckResult", "relative_error", "worst_error", "judge"]
+__all__ = ["FACTOR", "FLOOR", "FLOOR_CPU", "CheckResult", "relative_error", "worst_error", "judge"]
 
 FACTOR = 4.0
 FLOOR = {"fp64": 1e-9, "fp32": 5e-3, "fp16": 5e-3, "bf16": 4e-2}
+FLOOR_CPU = dict(FLOOR, fp32=1e-4)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def worst_error(actual: Sequence[Optional[Tensor]], truth: Sequence[Optional[Ten
     return worst, name
 
 
-def judge(error: float, worst: str, baseline_error: float, dtype: str) -> CheckResult:
-    tolerance = max(FACTOR * baseline_error, FLOOR[dtype])
+def judge(error: float, worst: str, baseline_error: float, dtype: str, device_type: str = "cuda") -> CheckResult:
+    floor = (FLOOR_CPU if device_type == "cpu" else FLOOR)[dtype]
+    tolerance = max(FACTOR * baseline_error, floor)
     return CheckResult(passed=error <= tolerance, error=error, tolerance=tolerance, worst=worst)

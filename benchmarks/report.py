@@ -29,7 +29,7 @@ def csv_notes(baseline: str, on_gpu: bool) -> List[str]:
         "status: ok = checked and timed; failed = spot-check failed, not timed; error = raised, not timed; "
         "skipped = cannot run here (see note)",
         "check_err: max relative error vs a float64 run of the baseline on the same weights/inputs; pass when "
-        "<= check_tol = max(4 x the baseline's own error, dtype floor)",
+        "<= check_tol = max(4 x the baseline's own error, dtype floor); see benchmarks/check.py",
     ]
 
 

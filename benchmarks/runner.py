@@ -78,7 +78,7 @@ class _ShapeRun:
             if impl.is_baseline:
                 res.check, res.check_err = "base", err
             else:
-                verdict = judge(err, worst, baseline_err or 0.0, cfg.dtype)
+                verdict = judge(err, worst, baseline_err or 0.0, cfg.dtype, self.device.type)
                 res.check = "pass" if verdict.passed else "fail"
                 res.check_err, res.check_tol = verdict.error, verdict.tolerance
                 if not verdict.passed:

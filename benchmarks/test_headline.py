@@ -75,7 +75,7 @@ def test_headline(benchmark, cfg, impl):
         module = impl.build(w.baseline)
         err, worst = w.error_vs_truth(module, cfg.mode)
         if not impl.is_baseline:
-            verdict = judge(err, worst, _baseline_error(w, cfg.mode), cfg.dtype)
+            verdict = judge(err, worst, _baseline_error(w, cfg.mode), cfg.dtype, DEVICE.type)
             assert verdict.passed, (f"{impl.name} on {cfg.id}: error {err:.3e} in {worst} exceeds "
                                     f"{verdict.tolerance:.3e}; not timed")
         step = w.step(module, cfg.mode)

@@ -142,7 +142,9 @@ def test_relative_error_and_judge():
     assert check.relative_error(torch.tensor([1.0, float("nan"), 4.0], dtype=torch.float64), t) == math.inf
     err, worst = check.worst_error([t, t * 1.5], [t, t], ["a", "b"])
     assert worst == "b" and math.isclose(err, 0.5)
-    assert check.judge(1e-4, "x", 0.0, "fp32").passed            # under the float32 floor
+    assert check.judge(1e-3, "x", 0.0, "fp32").passed            # under the float32 floor (TF32 on a GPU)
+    assert not check.judge(1e-3, "x", 1e-6, "fp32", "cpu").passed  # the CPU has no TF32: a tighter floor
+    assert check.judge(5e-5, "x", 1e-6, "fp32", "cpu").passed
     assert not check.judge(0.1, "x", 1e-3, "fp32").passed         # a wrong result
     assert check.judge(0.03, "x", 0.01, "bf16").tolerance == pytest.approx(0.04)
     assert check.judge(0.03, "x", 0.01, "bf16").passed            # 3x the baseline's own bf16 error
@@ -261,7 +263,8 @@ def test_dtype_the_baseline_cannot_run_is_skipped_with_the_reason():
     res = run_grid(cfgs, [_NoHalfBaseline(CPU), impls.FusedImpl("cpu", variants.Variant(""))], CPU, FAST,
                    timer=timer)
     assert [(r.cfg.dtype, r.impl, r.status) for r in res] == [
-        ("fp16", "torch-cpu", "skipped"), ("fp16", "cpu", "skipped"), ("fp32", "torch-cpu", "ok"), ("fp32", "cpu", "ok")]
+        ("fp16", "torch-cpu", "skipped"), ("fp16", "cpu", "skipped"),
+        ("fp32", "torch-cpu", "ok"), ("fp32", "cpu", "ok")]
     assert all("baseline torch-cpu cannot run" in r.note and "Half" in r.note for r in res[:2])
     assert len(calls) == 2
 
