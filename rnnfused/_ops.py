@@ -70,9 +70,18 @@ def _gates_hidden(kind: CellKind, w_hh: Tensor) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- fake functions
+def _check_devices(op: str, x: LayerInputs) -> None:
+    """Mixed devices would otherwise land on the Meta kernel (this fake) and 'succeed' without computing."""
+    for name in ("h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"):
+        t = getattr(x, name)
+        if t is not None and t.device != x.input.device:
+            raise RuntimeError(f"{op}: {name} must be on {x.input.device} like input, got {t.device}")
+
+
 def _forward_fake(kind: CellKind):
     def fake(*args):
         x = _unpack_inputs(kind, args)
+        _check_devices(f"rnnfused::{kind.name}", x)
         T, B = x.input.shape[0], x.input.shape[1]
         H, H_out = _gates_hidden(kind, x.w_hh), x.w_hh.shape[1]
         output = x.input.new_empty(T, B, H_out)
@@ -176,8 +185,35 @@ def _register_autograd(kind: CellKind, forward_op, backward_op) -> None:
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)
 
 
+# ----------------------------------------------------------------------------------------------------- autocast
+_AUTOCAST_LIB = torch.library.Library("rnnfused", "IMPL")
+
+
+def _autocast_arg(arg, dtype: torch.dtype):
+    # As autocast's lower-precision policy: floating tensors other than float64 take the autocast dtype.
+    if isinstance(arg, Tensor) and arg.is_floating_point() and arg.dtype not in (torch.float64, dtype):
+        return arg.to(dtype)
+    return arg
+
+
+def _register_autocast(op: torch._ops.OpOverload, name: str) -> None:
+    """Under ``torch.autocast(device, dtype)`` the forward op runs in the autocast dtype chosen at call time (as
+    nn.LSTM does); torch.library.register_autocast would fix one dtype at registration."""
+    for device_type in ("cpu", "cuda"):
+        key = "AutocastCPU" if device_type == "cpu" else "AutocastCUDA"
+        keyset = torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
+
+        def kernel(_keyset, *args, _device_type=device_type, _keyset_excluded=keyset):
+            dtype = torch.get_autocast_dtype(_device_type)
+            with torch._C._ExcludeDispatchKeyGuard(_keyset_excluded):
+                return op(*[_autocast_arg(a, dtype) for a in args])
+
+        _AUTOCAST_LIB.impl(name, kernel, key, with_keyset=True)
+
+
 def register_family(suffix: str = "") -> None:
-    """Registers fake functions and autograd for the ops ``rnnfused::{kind}{suffix}`` and their backward ops."""
+    """Registers fake functions, autograd and autocast for the ops ``rnnfused::{kind}{suffix}`` and their
+    backward ops."""
     for kind in CELL_KINDS.values():
         fwd_name, bwd_name = f"rnnfused::{kind.name}{suffix}", f"rnnfused::{kind.name}_backward{suffix}"
         torch.library.register_fake(fwd_name)(_forward_fake(kind))
@@ -185,6 +221,7 @@ def register_family(suffix: str = "") -> None:
         fwd = getattr(torch.ops.rnnfused, f"{kind.name}{suffix}")
         bwd = getattr(torch.ops.rnnfused, f"{kind.name}_backward{suffix}")
         _register_autograd(kind, fwd.default, bwd.default)
+        _register_autocast(fwd.default, f"{kind.name}{suffix}")
 
 
 def op_for(kind: CellKind, suffix: str = ""):

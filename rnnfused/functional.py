@@ -54,7 +54,8 @@ def _check_tensor(name: str, t: Optional[Tensor], shape: Sequence[int], like: Te
         raise ValueError(f"{name} must be a Tensor, got {type(t).__name__}")
     if list(t.shape) != list(shape):
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
-    if t.dtype != like.dtype:
+    # Under autocast the ops cast their floating inputs to one dtype (rnnfused._ops), as nn.LSTM does.
+    if t.dtype != like.dtype and not torch.is_autocast_enabled(like.device.type):
         raise ValueError(f"{name} must have dtype {like.dtype} like input, got {t.dtype}")
     if t.device != like.device:
         raise ValueError(f"{name} must be on {like.device} like input, got {t.device}")

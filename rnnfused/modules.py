@@ -94,10 +94,27 @@ class _FusedRNNBase(nn.RNNBase):
         w_hr = get("weight_hr") if self.proj_size > 0 else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
 
+    def _check_states_agree(self, data: Tensor, h0: Tensor, c0: Optional[Tensor]) -> None:
+        """dtype and device agreement, which nn.* leaves to its kernels (errors of the same class, clearer text)."""
+        weight = self._flat_weights[0]
+        if data.device != weight.device:
+            raise RuntimeError("Input and parameter tensors are not at the same device, found input tensor at "
+                               f"{data.device} and parameter tensor at {weight.device}")
+        for name, t in (("hx[0]" if c0 is not None else "hx", h0), ("hx[1]", c0)):
+            if t is None:
+                continue
+            if t.device != data.device:
+                raise RuntimeError(f"Input and hidden tensors are not at the same device, found input tensor at "
+                                   f"{data.device} and {name} at {t.device}")
+            if t.dtype != data.dtype and not torch.is_autocast_enabled(data.device.type):
+                raise RuntimeError(f"Expected {name} to have dtype {data.dtype} like input, got {t.dtype}")
+
     def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]):
         """x [T, B, I] time-major; h0 [L*D, B, H_out]; c0 [L*D, B, H] -> output [T, B, D*H_out], h_n, c_n."""
         kind = cell_kind(self.mode)
         D = 2 if self.bidirectional else 1
+        # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
+        backend = "reference" if x.size(1) == 0 else self.backend
         h_n, c_n = [], []
         layer_input = x
         for layer in range(self.num_layers):
@@ -107,7 +124,7 @@ class _FusedRNNBase(nn.RNNBase):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
                 inputs = LayerInputs(layer_input, h0[idx], c0[idx] if c0 is not None else None, w_ih, w_hh, b_ih,
                                      b_hh, w_hr, lengths, direction == 1)
-                out, h, c = run_layer(kind, inputs, self.backend)
+                out, h, c = run_layer(kind, inputs, backend)
                 outputs.append(out)
                 h_n.append(h)
                 c_n.append(c)
@@ -149,6 +166,9 @@ class _FusedRNNBase(nn.RNNBase):
             hx = (zeros(real_hidden), zeros(self.hidden_size)) if is_lstm else zeros(real_hidden)
         self.check_forward_args(data, hx, batch_sizes)
         h0, c0 = hx if is_lstm else (hx, None)
+        self._check_states_agree(data, h0, c0)
+        if data.size(0) == 0 and batch_sizes is None:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # nn.*'s error
 
         if batch_sizes is not None:
             # Padded, in the packed (length-sorted) batch order; lengths go into the ops.
@@ -286,12 +306,22 @@ class _FusedCellBase(nn.RNNCellBase):
         if input.size(1) != self.input_size:
             raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
         for name, t in (("hx", h), ("cx", c)):
-            if t is not None and tuple(t.shape) != (input.size(0), self.hidden_size):
+            if t is None:
+                continue
+            if tuple(t.shape) != (input.size(0), self.hidden_size):
                 raise RuntimeError(f"{name} must have shape [{input.size(0)}, {self.hidden_size}] (batch, "
                                    f"hidden_size), got {list(t.shape)}")
+            if t.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
+                raise RuntimeError(f"expected {name} to have dtype {input.dtype} like input, got {t.dtype}")
+        if input.dtype != self.weight_ih.dtype and not torch.is_autocast_enabled(input.device.type):
+            raise RuntimeError(f"expected input to have dtype {self.weight_ih.dtype} like the weights, got "
+                               f"{input.dtype}")
+        if input.device != self.weight_ih.device:
+            raise RuntimeError(f"expected input on {self.weight_ih.device} like the weights, got {input.device}")
         inputs = LayerInputs(input.unsqueeze(0), h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
                              None, None, False)
-        _, h_n, c_n = run_layer(self._kind(), inputs, self.backend)
+        backend = "reference" if input.size(0) == 0 else self.backend  # empty batch: as nn.* (empty results)
+        _, h_n, c_n = run_layer(self._kind(), inputs, backend)
         return h_n, c_n
 
 
