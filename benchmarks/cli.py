@@ -1,0 +1,180 @@
+"""``python -m benchmarks``: rnnfused's layers vs cuDNN (or PyTorch's CPU nn.* without a GPU).
+
+    python -m benchmarks --quick                      # a few configs, < 1 min on a CPU
+    python -m benchmarks                              # the default grid
+    python -m benchmarks --full                       # sweeps + headline configs (GPU: < 10 min on an H100)
+    python -m benchmarks --cells lstm --dtypes bf16 --batch 8,64 --hidden 256,1024 --seq 512 --impls cuda,triton
+
+Writes results.csv (with device/version metadata), table.txt, metadata.json and PNG plots into --out
+(default bench_out/), and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import List, Optional
+
+import torch
+
+from . import env_info, impls as impls_mod, plots, presets, report
+from .config import CELLS, DTYPES, MODES, parse_dtype
+from .progress import Progress
+from .runner import run_grid
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_OUT = "bench_out"
+
+
+def _list(kind, choices=None):
+    def parse(text: str):
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        out = []
+        for v in values:
+            try:
+                v = kind(v)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            if choices is not None and v not in choices:
+                raise argparse.ArgumentTypeError(f"{v!r} is not one of {', '.join(choices)}")
+            out.append(v)
+        return out
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise ValueError(f"expected a positive integer, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Axis flags (--cells ... --modes) replace that axis in every block of the "
+                                       "preset. The baseline is always measured.")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a few small configs (< 1 min on a CPU)")
+    size.add_argument("--full", action="store_true", help="headline configs and size sweeps")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: the GPU when there is one")
+    p.add_argument("--cells", type=_list(str, CELLS), help=f"comma list of {', '.join(CELLS)}")
+    p.add_argument("--dtypes", type=_list(parse_dtype), help=f"comma list of {', '.join(DTYPES)}")
+    p.add_argument("--batch", type=_list(_positive_int), help="batch sizes, e.g. 8,64")
+    p.add_argument("--hidden", type=_list(_positive_int), help="hidden sizes, e.g. 256,1024")
+    p.add_argument("--seq", type=_list(_positive_int), help="sequence lengths, e.g. 512")
+    p.add_argument("--modes", type=_list(str, MODES), help="fwd, fwdbwd")
+    p.add_argument("--input-size", type=_positive_int, default=0, help="input features (default: = hidden)")
+    p.add_argument("--layers", type=_positive_int, default=1)
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--impls", type=_list(str),
+                   help="implementations to compare with the baseline: backend names (cpu, cuda, triton, "
+                        "reference) select all their variants, or backend:variant, or cell-loop")
+    p.add_argument("--with-cell-loop", action="store_true", help="also time the nn.*Cell Python loop")
+    p.add_argument("--with-reference", action="store_true", help="also time rnnfused's slow reference backend")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no new shape starts (default: the preset's; 0: none)")
+    p.add_argument("--warmup-ms", type=float, default=None, help="warm-up time per measurement")
+    p.add_argument("--rep-ms", type=float, default=None, help="time of timed repetitions per measurement")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch.set_num_threads (default: PyTorch's; 1 for the CPU --quick preset)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress indicator")
+    p.add_argument("--list", action="store_true", help="print the configs and implementations, run nothing")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when a check fails or an impl errors")
+    return p
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU here")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = _device(args.device)
+    name = "quick" if args.quick else "full" if args.full else "default"
+    chosen = presets.preset(device.type, name)
+    threads = args.threads or (chosen.threads if device.type == "cpu" else None)
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _run(args, device, name, chosen, argv)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _run(args, device: torch.device, name: str, chosen: "presets.Preset", argv: Optional[List[str]]) -> int:
+    configs = presets.expand(chosen.blocks, args.cells, args.dtypes, args.batch, args.hidden, args.seq, args.modes,
+                             args.input_size, args.layers, args.bidirectional)
+    wanted = list(args.impls or [])
+    also = ["cell-loop"] * args.with_cell_loop + ["reference"] * args.with_reference
+    dtypes = sorted({c.torch_dtype for c in configs}, key=str)
+    found = impls_mod.discover(device, dtypes, with_cell_loop="cell-loop" in wanted + also)
+    try:
+        chosen_impls = impls_mod.select(found, wanted, device, also)
+    except ValueError as exc:
+        raise SystemExit(f"--impls: {exc}") from None
+    if not configs:
+        raise SystemExit("no configs left: the axis flags removed every one")
+
+    settings = chosen.timer
+    if args.warmup_ms is not None:
+        settings = dataclasses.replace(settings, warmup_s=args.warmup_ms / 1e3)
+    if args.rep_ms is not None:
+        settings = dataclasses.replace(settings, rep_s=args.rep_ms / 1e3)
+    budget = chosen.time_budget_s if args.time_budget is None else (args.time_budget or None)
+
+    impl_names = ", ".join(i.name for i in chosen_impls)
+    if args.list:
+        print(f"preset {name} on {device.type}: {len(configs)} configs; implementations: {impl_names}")
+        for c in configs:
+            print(" ", c.id)
+        return 0
+
+    meta = env_info.collect(device, argv)
+    meta.update({"preset": name, "implementations": impl_names,
+                 "timer": ("CUDA events" if device.type == "cuda" else "time.perf_counter")
+                 + f", warm-up {settings.warmup_s * 1e3:g} ms, repetitions for {settings.rep_s * 1e3:g} ms "
+                   f"({settings.min_reps}..{settings.max_reps})"})
+    print(f"[bench] {name} preset on {meta['device']}: {len(configs)} configs x {len(chosen_impls)} "
+          f"implementations ({impl_names})", file=sys.stderr)
+    if device.type == "cpu" and float(meta.get("load_average", "0").split()[0]) > (os.cpu_count() or 1):
+        print(f"[bench] warning: load average {meta['load_average']} exceeds the {os.cpu_count()} cores: CPU "
+              f"timings will be noisy (other processes compete; --threads 1 avoids the worst of it)",
+              file=sys.stderr)
+    progress = Progress(len(configs) * len(chosen_impls), enabled=not args.quiet)
+    start = time.perf_counter()
+    results = run_grid(configs, chosen_impls, device, settings, progress, budget)
+    meta["wall_time_s"] = f"{time.perf_counter() - start:.1f}"
+
+    os.makedirs(args.out, exist_ok=True)
+    table = report.format_table(results, meta)
+    csv_path = os.path.join(args.out, "results.csv")
+    report.write_csv(csv_path, results, meta, report.csv_notes(chosen_impls[0].name, device.type == "cuda"))
+    with open(os.path.join(args.out, "table.txt"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.out, "metadata.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    pngs = [] if args.no_plots else plots.write_plots(results, args.out, f"{meta['device']} · torch {meta['torch']}"
+                                                      f" · {meta['date']}")
+    print(table)
+    bad = [r for r in results if r.status in ("failed", "error")]
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "error", "skipped")}
+    print(f"[bench] {counts['ok']} timed, {counts['failed']} failed checks, {counts['error']} errors, "
+          f"{counts['skipped']} skipped in {meta['wall_time_s']} s; wrote {csv_path}, table.txt, metadata.json"
+          + (f" and {len(pngs)} plots" if pngs else "") + f" to {args.out}/", file=sys.stderr)
+    return 1 if (args.strict and bad) else 0
