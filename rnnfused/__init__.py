@@ -1,5 +1,6 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
 from . import _ops, backends, functional, reference
+from ._cuda import clear_cuda_graphs, cuda_graph_stats, cuda_path
 from ._ops import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
 from .version import __version__
@@ -14,6 +15,9 @@ __all__ = [
     "extension_loaded",
     "cuda_built",
     "EXTENSION_ERROR",
+    "cuda_path",
+    "cuda_graph_stats",
+    "clear_cuda_graphs",
 ]
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
 

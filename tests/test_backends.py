@@ -65,3 +65,15 @@ def test_functional_runs_on_the_backend_the_rule_picks(monkeypatch):
     F.rnn(x, None, torch.randn(5, 4), torch.randn(5, 5))
     F.rnn(x, None, torch.randn(5, 4), torch.randn(5, 5), backend="cpu")
     assert calls == ["reference", "cpu"]
+
+
+def test_cuda_path_query_answers_or_says_why_not():
+    if rnnfused.cuda_built():
+        assert rnnfused.cuda_path("gru", 16, 4, 8, 32, dtype=torch.float16, lengths=True) == "stepwise"
+        with pytest.raises(RuntimeError, match="cell must be one of"):
+            rnnfused.cuda_path("lstmx", 16, 4, 8, 32)
+        with pytest.raises(RuntimeError, match="proj_size"):
+            rnnfused.cuda_path("gru", 16, 4, 8, 32, proj_size=8)
+    else:
+        with pytest.raises(RuntimeError, match="without CUDA"):
+            rnnfused.cuda_path("lstm", 16, 4, 8, 32)

@@ -1,6 +1,4 @@
 // The `cpu` backend: the step-wise driver with the C++ pointwise loops, registered for the CPU dispatch key.
-#include <torch/library.h>
-
 #include "../sequence/stepwise_ops.h"
 #include "pointwise_cpu.h"
 
@@ -18,19 +16,8 @@ struct CpuPointwise {
   }
 };
 
-using Ops = StepwiseOps<CpuPointwise>;
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
-  m.impl("lstm", &Ops::lstm);
-  m.impl("lstm_backward", &Ops::lstm_backward);
-  m.impl("gru", &Ops::gru);
-  m.impl("gru_backward", &Ops::gru_backward);
-  m.impl("rnn_tanh", &Ops::rnn<RnnTanhCell>);
-  m.impl("rnn_tanh_backward", &Ops::rnn_backward<RnnTanhCell>);
-  m.impl("rnn_relu", &Ops::rnn<RnnReluCell>);
-  m.impl("rnn_relu_backward", &Ops::rnn_backward<RnnReluCell>);
-}
+TORCH_LIBRARY_IMPL(rnnfused, CPU, m) { register_layer_ops<StepwiseOps<CpuPointwise>>(m); }
 
 }  // namespace rnnfused

@@ -1,6 +1,16 @@
-// The op implementations (the schemas of csrc/ops.cpp) on top of the step-wise driver, for any Pointwise policy.
-// A backend registers them with `m.impl("lstm", &StepwiseOps<ItsPointwise>::lstm)`.
+// The op implementations (the schemas of csrc/ops.cpp): argument checks and result packing around a `Runner`
+// that runs one layer-direction. A backend registers them with `m.impl("lstm", &LayerOps<ItsRunner>::lstm)`, or,
+// for the plain step-wise driver over a Pointwise policy, `&StepwiseOps<ItsPointwise>::lstm`.
+//
+// A Runner provides
+//   template <typename Cell> static ForwardResult forward(const LayerArgs&);
+//   template <typename Cell> static BackwardResult backward(const LayerArgs&, const at::Tensor& grad_output,
+//                                                            const at::Tensor& grad_h_n, const at::Tensor& grad_c_n,
+//                                                            const ForwardResult& saved_forward);
+// (the CUDA backend's runner picks a path per call, csrc/cuda/dispatch.h).
 #pragma once
+
+#include <torch/library.h>
 
 #include <tuple>
 
@@ -8,8 +18,22 @@
 
 namespace rnnfused {
 
+// The Runner of the step-wise driver (driver.h) over a Pointwise policy.
 template <typename Pointwise>
-struct StepwiseOps {
+struct StepwiseRunner {
+  template <typename Cell>
+  static ForwardResult forward(const LayerArgs& a) {
+    return sequence_forward<Cell, Pointwise>(a);
+  }
+  template <typename Cell>
+  static BackwardResult backward(const LayerArgs& a, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_c_n, const ForwardResult& fwd) {
+    return sequence_backward<Cell, Pointwise>(a, grad_output, grad_h_n, grad_c_n, fwd);
+  }
+};
+
+template <typename Runner>
+struct LayerOps {
   using Tensor = at::Tensor;
   using OptTensor = std::optional<at::Tensor>;
   using Grads6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
@@ -22,7 +46,7 @@ struct StepwiseOps {
                                                                  const OptTensor& lengths, bool reverse) {
     const LayerArgs a =
         make_layer_args("rnnfused::lstm", LstmCell::kGates, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse);
-    ForwardResult r = sequence_forward<LstmCell, Pointwise>(a);
+    ForwardResult r = Runner::template forward<LstmCell>(a);
     return {r.output, r.h_n, r.c_n, r.saved, r.cells};
   }
 
@@ -38,7 +62,7 @@ struct StepwiseOps {
     const Tensor gh = check_saved(op, "grad_h_n", grad_h_n, {a.B, a.H_out}, input.scalar_type(), input);
     const Tensor gc = check_saved(op, "grad_c_n", grad_c_n, {a.B, a.H}, input.scalar_type(), input);
     const Tensor go = check_saved(op, "grad_output", grad_output, {a.T, a.B, a.H_out}, input.scalar_type(), input);
-    BackwardResult g = sequence_backward<LstmCell, Pointwise>(a, go, gh, gc, f);
+    BackwardResult g = Runner::template backward<LstmCell>(a, go, gh, gc, f);
     if (!g.grad_w_hr.defined()) g.grad_w_hr = at::empty({0}, input.options());
     return {g.grad_input, g.grad_h0, g.grad_c0, g.grad_w_ih, g.grad_w_hh, g.grad_b_ih, g.grad_b_hh, g.grad_w_hr};
   }
@@ -49,7 +73,7 @@ struct StepwiseOps {
                                                 const OptTensor& lengths, bool reverse) {
     const LayerArgs a = make_layer_args("rnnfused::gru", GruCell::kGates, input, h0, std::nullopt, w_ih, w_hh, b_ih,
                                         b_hh, std::nullopt, lengths, reverse);
-    ForwardResult r = sequence_forward<GruCell, Pointwise>(a);
+    ForwardResult r = Runner::template forward<GruCell>(a);
     return {r.output, r.h_n, r.saved};
   }
 
@@ -68,7 +92,7 @@ struct StepwiseOps {
                                         bool reverse) {
     const LayerArgs a = make_layer_args(rnn_name<Cell>(false), Cell::kGates, input, h0, std::nullopt, w_ih, w_hh,
                                         b_ih, b_hh, std::nullopt, lengths, reverse);
-    ForwardResult r = sequence_forward<Cell, Pointwise>(a);
+    ForwardResult r = Runner::template forward<Cell>(a);
     return {r.output, r.h_n};
   }
 
@@ -111,9 +135,25 @@ struct StepwiseOps {
     const ForwardResult f = saved_forward<Cell>(op, a, output, saved, Tensor());
     const Tensor gh = check_saved(op, "grad_h_n", grad_h_n, {a.B, a.H_out}, input.scalar_type(), input);
     const Tensor go = check_saved(op, "grad_output", grad_output, {a.T, a.B, a.H_out}, input.scalar_type(), input);
-    BackwardResult g = sequence_backward<Cell, Pointwise>(a, go, gh, Tensor(), f);
+    BackwardResult g = Runner::template backward<Cell>(a, go, gh, Tensor(), f);
     return {g.grad_input, g.grad_h0, g.grad_w_ih, g.grad_w_hh, g.grad_b_ih, g.grad_b_hh};
   }
 };
+
+template <typename Pointwise>
+using StepwiseOps = LayerOps<StepwiseRunner<Pointwise>>;
+
+// Registers every op of csrc/ops.cpp with the implementations of `Ops` (a LayerOps), inside TORCH_LIBRARY_IMPL.
+template <typename Ops>
+void register_layer_ops(torch::Library& m) {
+  m.impl("lstm", &Ops::lstm);
+  m.impl("lstm_backward", &Ops::lstm_backward);
+  m.impl("gru", &Ops::gru);
+  m.impl("gru_backward", &Ops::gru_backward);
+  m.impl("rnn_tanh", &Ops::template rnn<RnnTanhCell>);
+  m.impl("rnn_tanh_backward", &Ops::template rnn_backward<RnnTanhCell>);
+  m.impl("rnn_relu", &Ops::template rnn<RnnReluCell>);
+  m.impl("rnn_relu_backward", &Ops::template rnn_backward<RnnReluCell>);
+}
 
 }  // namespace rnnfused

@@ -1,0 +1,101 @@
+#include "dispatch.h"
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/util/Exception.h>
+
+namespace rnnfused {
+namespace cuda {
+
+CudaPath choose_path(CellType /*cell*/, const LayerArgs& /*a*/) {
+  // Only the step-wise path exists so far; the persistent kernels' selection rule goes here.
+  return CudaPath::kStepwise;
+}
+
+const char* path_name(CudaPath path) {
+  switch (path) {
+    case CudaPath::kStepwise:
+      return "stepwise";
+    case CudaPath::kPersistent:
+      return "persistent";
+  }
+  return "unknown";
+}
+
+namespace {
+
+CellType parse_cell(const std::string& cell) {
+  if (cell == "lstm") return CellType::kLstm;
+  if (cell == "gru") return CellType::kGru;
+  if (cell == "rnn_tanh") return CellType::kRnnTanh;
+  if (cell == "rnn_relu") return CellType::kRnnRelu;
+  TORCH_CHECK(false, "rnnfused.cuda_path: cell must be one of lstm, gru, rnn_tanh, rnn_relu, got '", cell, "'");
+}
+
+int64_t gates_of(CellType cell) {
+  switch (cell) {
+    case CellType::kLstm:
+      return LstmCell::kGates;
+    case CellType::kGru:
+      return GruCell::kGates;
+    default:
+      return RnnTanhCell::kGates;
+  }
+}
+
+at::ScalarType parse_dtype(const std::string& dtype) {
+  if (dtype == "float64" || dtype == "double") return at::kDouble;
+  if (dtype == "float32" || dtype == "float") return at::kFloat;
+  if (dtype == "float16" || dtype == "half") return at::kHalf;
+  if (dtype == "bfloat16") return at::kBFloat16;
+  TORCH_CHECK(false, "rnnfused.cuda_path: dtype must be one of float64, float32, float16, bfloat16, got '", dtype,
+              "'");
+}
+
+}  // namespace
+
+std::string query_path(const std::string& cell, int64_t seq_len, int64_t batch, int64_t input_size,
+                       int64_t hidden_size, int64_t proj_size, const std::string& dtype, bool bias, bool lengths,
+                       bool reverse, int64_t device) {
+  const CellType type = parse_cell(cell);
+  TORCH_CHECK(seq_len > 0 && batch > 0 && input_size > 0 && hidden_size > 0 && proj_size >= 0,
+              "rnnfused.cuda_path: sizes must be positive (proj_size >= 0), got seq_len=", seq_len, ", batch=", batch,
+              ", input_size=", input_size, ", hidden_size=", hidden_size, ", proj_size=", proj_size);
+  TORCH_CHECK(proj_size == 0 || type == CellType::kLstm, "rnnfused.cuda_path: proj_size is an LSTM feature");
+  at::TensorOptions opts = at::TensorOptions().dtype(parse_dtype(dtype));
+  if (c10::cuda::device_count() > 0) {
+    opts = opts.device(at::Device(at::kCUDA, device < 0 ? c10::cuda::current_device()
+                                                        : static_cast<c10::DeviceIndex>(device)));
+  } else {
+    opts = opts.device(at::kMeta);
+  }
+  // One element, expanded: the sizes, dtype and device of a real layer without its memory.
+  const auto placeholder = [&](at::IntArrayRef sizes, at::ScalarType st) {
+    return at::empty({1}, opts.dtype(st)).expand(sizes);
+  };
+  const int64_t G = gates_of(type), H_out = proj_size > 0 ? proj_size : hidden_size;
+  const at::ScalarType st = parse_dtype(dtype);
+  LayerArgs a;
+  a.G = G;
+  a.T = seq_len;
+  a.B = batch;
+  a.I = input_size;
+  a.H = hidden_size;
+  a.H_out = H_out;
+  a.reverse = reverse;
+  a.input = placeholder({seq_len, batch, input_size}, st);
+  a.h0 = placeholder({batch, H_out}, st);
+  if (type == CellType::kLstm) a.c0 = placeholder({batch, hidden_size}, st);
+  a.w_ih = placeholder({G * hidden_size, input_size}, st);
+  a.w_hh = placeholder({G * hidden_size, H_out}, st);
+  if (bias) {
+    a.b_ih = placeholder({G * hidden_size}, st);
+    a.b_hh = placeholder({G * hidden_size}, st);
+  }
+  if (proj_size > 0) a.w_hr = placeholder({H_out, hidden_size}, st);
+  if (lengths) a.lengths = placeholder({batch}, at::kLong);
+  return path_name(choose_path(type, a));
+}
+
+}  // namespace cuda
+}  // namespace rnnfused

@@ -1,0 +1,48 @@
+// The one place that decides how the `cuda` backend runs a layer-direction.
+//
+// Every CUDA op (csrc/cuda/ops_cuda.cpp) asks choose_path() first. Today the answer is always the step-wise path
+// (per step one cuBLAS GEMM + one fused pointwise kernel, csrc/cuda/kernels). The persistent kernels (one launch for
+// all T steps, W_hh resident on chip; a separate issue) plug in HERE: choose_path() returns kPersistent for the
+// shapes/dtypes/devices they serve, and ops_cuda.cpp runs them for that answer. Python can ask which path a
+// configuration takes with rnnfused.cuda_path(...) (query_path below).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../common/cell_math.h"
+#include "../sequence/layer_args.h"
+
+namespace rnnfused {
+namespace cuda {
+
+enum class CellType { kLstm, kGru, kRnnTanh, kRnnRelu };
+enum class CudaPath { kStepwise, kPersistent };
+
+template <typename Cell>
+constexpr CellType cell_type_of();
+template <>
+constexpr CellType cell_type_of<LstmCell>() { return CellType::kLstm; }
+template <>
+constexpr CellType cell_type_of<GruCell>() { return CellType::kGru; }
+template <>
+constexpr CellType cell_type_of<RnnTanhCell>() { return CellType::kRnnTanh; }
+template <>
+constexpr CellType cell_type_of<RnnReluCell>() { return CellType::kRnnRelu; }
+
+// The path that runs layer-direction `a` (forward and backward ask separately; both must agree on the saved
+// tensors' format, which the op schemas fix).
+CudaPath choose_path(CellType cell, const LayerArgs& a);
+
+const char* path_name(CudaPath path);
+
+// rnnfused._C.cuda_path: the path a layer of this configuration would take ("stepwise" or "persistent").
+// cell: lstm, gru, rnn_tanh, rnn_relu; dtype: float64, float32, float16, bfloat16; device: a CUDA device index
+// (-1: the current device). The query builds a LayerArgs of placeholder tensors (one element each, expanded to the
+// shapes) on that device, or on the meta device when no GPU is visible.
+std::string query_path(const std::string& cell, int64_t seq_len, int64_t batch, int64_t input_size,
+                       int64_t hidden_size, int64_t proj_size, const std::string& dtype, bool bias, bool lengths,
+                       bool reverse, int64_t device);
+
+}  // namespace cuda
+}  // namespace rnnfused
