@@ -76,12 +76,13 @@ def _gradcheck(case, device=DEVICE):
                                     fast_mode=True)
 
 
-# Every cell at H=5 and H=37 (several unit tiles, several K chunks), with lengths, reverse, no bias and the
-# projection spread over the cases; the persistent form on the H=5 variants with lengths and reverse.
-STEP_GRADCHECK = ([Case(c, B=2, T=3, I=3, H=5) for c in CELLS] + [Case(c, B=2, T=3, I=3, H=37) for c in CELLS] + [
-    Case("lstm", B=2, T=3, I=3, H=5, proj=3, lengths=(3, 1), reverse=True, bias=False),
-    Case("gru", B=2, T=3, I=3, H=5, lengths=(1, 3), reverse=True, bias=False),
-    Case("rnn_tanh", B=2, T=3, I=3, H=5, lengths=(2, 3))])
+# Every cell at H=5 and H=37 (two unit tiles and two K chunks in the interpreter), with lengths, reverse, no bias
+# and the projection spread over the cases; the persistent form at H=5 with lengths (and reverse) for every cell,
+# and at H=37. Each interpreted gradcheck is ~30 op calls: the set is sized to keep CI within minutes.
+STEP_GRADCHECK = [Case("lstm", B=2, T=3, I=3, H=5, proj=3, lengths=(3, 1), reverse=True, bias=False),
+                  Case("gru", B=2, T=3, I=3, H=5, lengths=(1, 3), reverse=True, bias=False),
+                  Case("rnn_tanh", B=2, T=3, I=3, H=5, lengths=(2, 3)),
+                  Case("rnn_relu", B=2, T=3, I=3, H=5)] + [Case(c, B=2, T=3, I=3, H=37) for c in CELLS]
 PERSISTENT_GRADCHECK = [Case(c, B=2, T=3, I=3, H=5, lengths=(3, 2), reverse=c in ("lstm", "rnn_relu"),
                              bias=c != "gru") for c in CELLS] + [Case("gru", B=2, T=3, I=3, H=37)]
 

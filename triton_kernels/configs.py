@@ -55,8 +55,9 @@ def config_key(direction: str, path: str, cell: str, dtype: torch.dtype, B: int,
 
 def heuristic_config(path: str, B: int, H: int, K: int, interpreted: bool) -> KernelConfig:
     if interpreted:
-        # Smallest legal tiles: several unit tiles and K chunks already at H = 37, so masks and loops are exercised.
-        return KernelConfig(16, 16, 16, 4, 1)
+        # Small legal tiles (tl.dot needs ≥ 16): H = 37 already takes two unit tiles and two K chunks, so the
+        # masks and loops are exercised, at few interpreted programs (each costs ~0.1 s).
+        return KernelConfig(16, 16 if H <= 16 else 32, 16 if K <= 16 else 32, 4, 1)
     block_b = _pow2_at_least(B, 16, 64)
     block_k = _pow2_at_least(K, 16, 64)
     # The persistent grid wants many small tiles (≤ one per SM); the per-step grid wants enough programs to fill

@@ -18,14 +18,17 @@ from .tiles import backward_tile, forward_tile
 
 
 @triton.jit
-def _time_of_step(s, T, REVERSE: tl.constexpr):
+def _step_indices(s, T, B, H, K, REVERSE: tl.constexpr):
+    """-> t, the time steps processed before (t_prev) and after (t_next) it, and the 64-bit sizes B·K, B·H."""
     if REVERSE:
         t = T - 1 - s
-        t_prev = t + 1  # the time step processed before t
+        t_prev = t + 1
+        t_next = t - 1
     else:
         t = s
         t_prev = t - 1
-    return t, t_prev
+        t_next = t + 1
+    return t, t_prev, t_next, tl.cast(B, tl.int64) * K, tl.cast(B, tl.int64) * H
 
 
 @triton.jit
@@ -52,10 +55,8 @@ def forward_step(
         ACC: tl.constexpr = tl.float64
     else:
         ACC: tl.constexpr = tl.float32
-    t, t_prev = _time_of_step(s, T, REVERSE)
+    t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
-    BK = tl.cast(B, tl.int64) * K
-    BH = tl.cast(B, tl.int64) * H
     if s == 0:
         h_src = h0_ptr
         c_src = c0_ptr
@@ -104,15 +105,9 @@ def backward_step(
         ACC: tl.constexpr = tl.float64
     else:
         ACC: tl.constexpr = tl.float32
-    t, t_prev = _time_of_step(s, T, REVERSE)
+    # t_next: the step processed after t in the forward sweep, the one before it here.
+    t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
-    BK = tl.cast(B, tl.int64) * K
-    BH = tl.cast(B, tl.int64) * H
-    # The step processed after t in the forward sweep is the one before it here; its time index:
-    if REVERSE:
-        t_next = t - 1
-    else:
-        t_next = t + 1
     has_next = s < T - 1
     if s == T - 1:
         carry_src = grad_h_n_ptr

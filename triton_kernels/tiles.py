@@ -51,6 +51,18 @@ def _active_rows(t, rows, row_ok, lengths_ptr, HAS_LENGTHS: tl.constexpr):
 
 
 @triton.jit
+def _tile_indices(tile_b, tile_h, B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """-> rows [BLOCK_B] (int64), units [BLOCK_H], their bounds masks, the [BLOCK_B, BLOCK_H] mask and offsets
+    into a [B, H] state."""
+    rows = tile_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    units = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    row_ok = rows < B
+    unit_ok = units < H
+    rows64 = rows.to(tl.int64)
+    return rows64, units, row_ok, unit_ok, row_ok[:, None] & unit_ok[None, :], rows64[:, None] * H + units[None, :]
+
+
+@triton.jit
 def forward_tile(
     t, tile_b, tile_h,
     xg_ptr,       # [B, G·H]   x_t W_ihᵀ + b_ih
@@ -68,12 +80,7 @@ def forward_tile(
     WRITE_STATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    rows = tile_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    units = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    row_ok = rows < B
-    unit_ok = units < H
-    rows64 = rows.to(tl.int64)
-    mask = row_ok[:, None] & unit_ok[None, :]
+    rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
 
     # h_{t-1} W_hhᵀ for this tile's units, all gate blocks
     g0, g1, g2, g3 = hidden_times_w_hh_t(h_src_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K, G, BLOCK_B,
@@ -89,7 +96,6 @@ def forward_tile(
     x2 = _load_block(xg_row, 2, G, H, units, mask, ACC)
     x3 = _load_block(xg_row, 3, G, H, units, mask, ACC)
 
-    state_off = rows64[:, None] * H + units[None, :]  # [BLOCK_B, BLOCK_H] offsets into [B, H]
     if CELL == LSTM:
         c_prev = tl.load(c_src_ptr + state_off, mask=mask, other=0.0).to(ACC)
     else:
@@ -101,7 +107,7 @@ def forward_tile(
 
     out, c_new, s0, s1, s2, s3 = cell_forward(CELL, x0, x1, x2, x3, g0, g1, g2, g3, c_prev, h_prev)
 
-    active = _active_rows(t, rows, row_ok, lengths_ptr, HAS_LENGTHS)
+    active = _active_rows(t, rows64, row_ok, lengths_ptr, HAS_LENGTHS)
     tl.store(out_ptr + state_off, tl.where(active, out, 0.0).to(out_ptr.dtype.element_ty), mask=mask)
     saved_row = saved_ptr + rows64[:, None] * (S * H)
     _store_block(saved_row, 0, S, H, units, tl.where(active, s0, 0.0), mask)
@@ -141,14 +147,9 @@ def backward_tile(
     SPLIT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    rows = tile_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    units = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
-    row_ok = rows < B
-    unit_ok = units < H
-    rows64 = rows.to(tl.int64)
-    mask = row_ok[:, None] & unit_ok[None, :]
-    state_off = rows64[:, None] * H + units[None, :]  # [BLOCK_B, BLOCK_H] offsets into [B, H] (== [B, K] here)
-    active = _active_rows(t, rows, row_ok, lengths_ptr, HAS_LENGTHS)
+    # state_off: [BLOCK_B, BLOCK_H] offsets into [B, H] states (== [B, K] ones: K == H here)
+    rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
+    active = _active_rows(t, rows64, row_ok, lengths_ptr, HAS_LENGTHS)
 
     # dL/dh_t (or dL/dr_t): the direct paths plus dgates_{t+1} W_hh
     if FROM_DR:
