@@ -189,37 +189,47 @@ def _max_error(a, b):
     return float((a.detach().double() - b.detach().double()).abs().max())
 
 
+def _cudnn_outputs_and_grads(case, x, upstream):
+    """nn.LSTM / nn.GRU / nn.RNN (cuDNN) with x's weights: outputs as the reference returns them, and the gradients
+    in tensor_fields order."""
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn_tanh": torch.nn.RNN}[case.cell]
+    layer = module(case.I, case.H).to(device=x.input.device, dtype=x.input.dtype)
+    with torch.no_grad():
+        for name, src in (("weight_ih_l0", x.w_ih), ("weight_hh_l0", x.w_hh), ("bias_ih_l0", x.b_ih),
+                          ("bias_hh_l0", x.b_hh)):
+            getattr(layer, name).copy_(src)
+    layer.flatten_parameters()
+    inp = x.input.detach().clone().requires_grad_()
+    h0 = x.h0.detach().unsqueeze(0).requires_grad_()
+    if case.kind.has_cell_state:
+        c0 = x.c0.detach().unsqueeze(0).requires_grad_()
+        out, (h_n, c_n) = layer(inp, (h0, c0))
+        outs, leaves = (out, h_n[0], c_n[0]), [inp, h0, c0]
+    else:
+        out, h_n = layer(inp, h0)
+        outs, leaves = (out, h_n[0]), [inp, h0]
+    leaves += [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
+    grads = torch.autograd.grad(outs, leaves, upstream)
+    return outs, [g.squeeze(0) if g.dim() == 3 and i in (1, 2) else g for i, g in enumerate(grads)]
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("case", [Case("lstm", B=8, T=32, I=64, H=256), Case("gru", B=8, T=32, I=64, H=256),
                                   Case("rnn_tanh", B=16, T=32, I=64, H=128)], ids=lambda c: c.id)
 def test_cuda_matches_cudnn_error_bound(case, dtype, path):
     """|triton(dtype) − ref(fp64)| ≤ 3·|cuDNN(dtype) − ref(fp64)| + tiny, for outputs and every gradient."""
-    mode = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH"}[case.cell]
-    torch.backends.cudnn.allow_tf32 = False
     x64 = make_inputs(case, device="cuda")
     x_lo = make_inputs(case, dtype=dtype, device="cuda")
     upstream = random_like(run_backend(case.kind, x64, "reference"))
     truth, g_truth = outputs_and_grads(case.kind, x64, "reference", upstream)
     got, g_got = outputs_and_grads(case.kind, x_lo, "triton", [u.to(dtype) for u in upstream])
-    # cuDNN on the same weights
-    params = [t.detach().clone().requires_grad_() for t in (x_lo.w_ih, x_lo.w_hh, x_lo.b_ih, x_lo.b_hh)]
-    inp, h0 = x_lo.input.detach().clone().requires_grad_(), x_lo.h0.detach().clone().requires_grad_()
-    hx = [h0]
-    if case.kind.has_cell_state:
-        hx.append(x_lo.c0.detach().clone().requires_grad_())
-    out = torch._VF.__getattribute__({"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh"}[mode])(
-        inp, tuple(hx) if mode == "LSTM" else hx[0], params, True, 1, 0.0, False, False, False)
-    cudnn = (out[0], out[1], out[2]) if mode == "LSTM" else (out[0], out[1])
-    cudnn = tuple(o.squeeze(0) if o.dim() == 3 and i > 0 else o for i, o in enumerate(cudnn))
-    g_cudnn = torch.autograd.grad(cudnn, [inp, *hx, *params], [u.to(dtype) for u in upstream])
+    cudnn, g_cudnn = _cudnn_outputs_and_grads(case, x_lo, [u.to(dtype) for u in upstream])
     names = [n for n, _ in tensor_fields(x64)]
-    order = ["input", "h0"] + (["c0"] if case.kind.has_cell_state else []) + ["w_ih", "w_hh", "b_ih", "b_hh"]
-    g_cudnn = dict(zip(order, g_cudnn))
-    for a, c, t in zip(got, cudnn, truth):
-        assert _max_error(a, t) <= 3 * _max_error(c, t) + 1e-5
-    for n, a, t in zip(names, g_got, g_truth):
-        assert _max_error(a, t) <= 3 * _max_error(g_cudnn[n], t) + 1e-5, n
+    for name, a, c, t in zip(["output", "h_n", "c_n"] + names, list(got) + list(g_got),
+                             list(cudnn) + list(g_cudnn), list(truth) + list(g_truth)):
+        assert a.dtype == dtype, name
+        assert _max_error(a, t) <= 3 * _max_error(c, t) + 1e-5, name
 
 
 @requires_cuda

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 from rnnfused._cells import CellKind, cell_state_dtype
 
@@ -15,8 +16,7 @@ from .step_kernels import forward_step_kernel
 CELL_IDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # cell_math.py's LSTM, GRU, RNN_TANH, RNN_RELU
 
 
-def interpreted() -> bool:
-    """True when the kernels were defined under TRITON_INTERPRET=1 (they then run on CPU tensors)."""
+def _defined_interpreted() -> bool:
     try:
         from triton.runtime.interpreter import InterpretedFunction
     except ImportError:  # pragma: no cover
@@ -24,10 +24,18 @@ def interpreted() -> bool:
     return isinstance(forward_step_kernel, InterpretedFunction)
 
 
+# Fixed when the kernels are defined (decorated), so computed once: also keeps the backend's availability check a
+# plain function call for torch.compile's tracer.
+_INTERPRETED = _defined_interpreted()
+
+
+def interpreted() -> bool:
+    """True when the kernels were defined under TRITON_INTERPRET=1 (they then run on CPU tensors)."""
+    return _INTERPRETED
+
+
 def is_traced(t: torch.Tensor) -> bool:
     """True for fake / functional tensors (torch.compile, opcheck): no data, nothing to time."""
-    from torch._subclasses.fake_tensor import is_fake
-
     return is_fake(t)
 
 

@@ -5,6 +5,9 @@ Backward: acc[b, j]   = Σ_n dgates_{t+1}[b, n] · W_hh[n, j]   (n over all G·H
 
 The activations (h_{t-1}, dgates_{t+1}) were written by other programs at the previous step; in the persistent
 kernels that was inside the same launch, so they are loaded with ``.cg`` (L2, bypassing the non-coherent L1).
+That also keeps them out of L1, whose only other tenant is then the program's own W_hh slice (loaded with
+evict_last): a persistent program reads the same W_hh rows every step (LSTM H=1024, 16-unit tile, bf16: 128 KB),
+so they stay in its SM's L1 / L2 instead of being re-fetched from HBM.
 """
 import triton
 import triton.language as tl
@@ -15,7 +18,8 @@ def _gate_rows_dot(acc, h, w_hh_ptr, GATE: tl.constexpr, H, K, units, unit_ok, k
                    PRECISION: tl.constexpr):
     # [BLOCK_K, BLOCK_H] tile of W_hhᵀ: column j is row GATE·H + j of W_hh [G·H, K]
     w_rows = (GATE * H + units).to(tl.int64)
-    w = tl.load(w_hh_ptr + w_rows[None, :] * K + ks[:, None], mask=unit_ok[None, :] & k_ok[:, None], other=0.0)
+    w = tl.load(w_hh_ptr + w_rows[None, :] * K + ks[:, None], mask=unit_ok[None, :] & k_ok[:, None], other=0.0,
+                eviction_policy="evict_last")
     return tl.dot(h, w, acc, input_precision=PRECISION, out_dtype=acc.dtype)
 
 
@@ -56,6 +60,6 @@ def dgates_times_w_hh(dg_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, GH, K,
         dg = tl.load(dg_ptr + rows64[:, None] * GH + ns[None, :], mask=row_ok[:, None] & n_ok[None, :], other=0.0,
                      cache_modifier=".cg")  # [BLOCK_B, BLOCK_K]
         w = tl.load(w_hh_ptr + ns.to(tl.int64)[:, None] * K + units[None, :], mask=n_ok[:, None] & unit_ok[None, :],
-                    other=0.0)  # [BLOCK_K, BLOCK_H]
+                    other=0.0, eviction_policy="evict_last")  # [BLOCK_K, BLOCK_H]
         acc = tl.dot(dg, w, acc, input_precision=PRECISION, out_dtype=ACC)
     return acc
