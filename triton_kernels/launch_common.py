@@ -65,14 +65,18 @@ def lookup_config(direction: str, choice: PathChoice, kind: CellKind, like: torc
 
 
 def cuda_time_ms(run: Callable[[], None], reps: int = 3) -> float:
-    """Best of `reps` CUDA-event timings of run() after one warm-up call (which also compiles)."""
-    run()
-    best = float("inf")
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+    """Best of `reps` CUDA-event timings of run() after one warm-up call (which also compiles). Outside a
+    triton_op, wrap_triton would dispatch through its tracing wrapper: launch the kernels directly, as in eager."""
+    from torch._library.triton import set_wrap_triton_enabled
+
+    with set_wrap_triton_enabled(False):
         run()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end))
+        best = float("inf")
+        for _ in range(reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            end.synchronize()
+            best = min(best, start.elapsed_time(end))
     return best
