@@ -17,6 +17,12 @@ import triton.language as tl
 from .tiles import backward_tile, forward_tile
 
 
+@triton.constexpr_function
+def accumulator_dtype(storage):
+    """Arithmetic and accumulation type: float64 for float64 storage, float32 otherwise (bf16/fp16/fp32)."""
+    return tl.float64 if storage == tl.float64 else tl.float32
+
+
 @triton.jit
 def _step_indices(s, T, B, H, K, REVERSE: tl.constexpr):
     """-> t, the time steps processed before (t_prev) and after (t_next) it, and the 64-bit sizes B·K, B·H."""
@@ -50,11 +56,7 @@ def forward_step(
     WRITE_STATE: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
     BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # Arithmetic and accumulation type: float64 for float64 storage, float32 otherwise (bf16/fp16/fp32).
-    if w_hh_ptr.dtype.element_ty == tl.float64:
-        ACC: tl.constexpr = tl.float64
-    else:
-        ACC: tl.constexpr = tl.float32
+    ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
     if s == 0:
@@ -100,11 +102,7 @@ def backward_step(
     SPLIT: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
     BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    # Arithmetic and accumulation type: float64 for float64 storage, float32 otherwise (bf16/fp16/fp32).
-    if w_hh_ptr.dtype.element_ty == tl.float64:
-        ACC: tl.constexpr = tl.float64
-    else:
-        ACC: tl.constexpr = tl.float32
+    ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     # t_next: the step processed after t in the forward sweep, the one before it here.
     t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
