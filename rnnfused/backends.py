@@ -112,13 +112,21 @@ def register_backend(backend: LayerBackend) -> None:
     _REGISTRY[backend.name] = backend
 
 
+def _import_lazy(module: str):
+    # Import statements with literal names, not importlib: torch.compile's tracer can run those (for real) when the
+    # first use of a lazy backend is inside a compiled function, and cannot trace importlib.
+    if module == "rnnfused._triton_backend":
+        from . import _triton_backend
+
+        return _triton_backend
+    raise ImportError(f"no lazy backend module {module!r}")
+
+
 def _lookup(name: str) -> Optional[LayerBackend]:
     if name not in _REGISTRY and name in _LAZY and name not in _LAZY_ERRORS:
         module, attr = _LAZY[name]
         try:
-            import importlib
-
-            register_backend(getattr(importlib.import_module(module), attr))
+            register_backend(getattr(_import_lazy(module), attr))
         except Exception as exc:  # ImportError of triton, or a failure while registering
             _LAZY_ERRORS[name] = f"the {name} backend could not be loaded: {type(exc).__name__}: {exc}"
     return _REGISTRY.get(name)

@@ -1,1 +1,16 @@
+"""Triton kernels of rnnfused, installed as ``rnnfused._triton`` (see README "Triton backend").
 
+    cell_math.py           per-element gate math (the equations of csrc/common/cell_math.h), one helper per cell
+    recurrent_dot.py       the recurrent GEMM slices of a tile (tl.dot): h W_hhᵀ forward, dgates W_hh backward
+    tiles.py               one [BLOCK_B × BLOCK_H] tile of one step: GEMM slice + cell math + stores
+    steps.py               one whole step (pointer selection, tile loop), shared by both kernel shapes
+    step_kernels.py        one launch per step
+    persistent_kernels.py  one launch for all steps; barrier.py: the grid barrier between steps
+    dispatch.py            which shape a layer takes;  configs.py: block configs cached per shape family
+    forward_launch.py, backward_launch.py, launch_common.py   host-side launchers
+    step_ops.py            the per-step loops as opaque custom ops (one torch.compile node for any T)
+    layer.py, ops.py       the op bodies and their triton_op registration (rnnfused::*_triton)
+    compile_check.py       compiles every kernel for sm_90 without a GPU
+
+Importing this package imports nothing heavy; ``rnnfused._triton.ops`` registers the ops.
+"""

@@ -1,0 +1,170 @@
+"""Compile every recurrence kernel for sm_90 with no GPU, and report registers, spills and shared memory.
+
+    python -m rnnfused._triton.compile_check [--full] [--json] [--jobs N]
+
+triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32)) runs the whole Triton
+pipeline down to a cubin; this catches what the interpreter lets through (layouts, dot shapes and dtypes, shared
+memory). Registers and spills come from ptxas -v on the generated PTX (the driver, which Triton reads them from
+at load time, needs a GPU). Must run WITHOUT TRITON_INTERPRET=1 (tests run it in a subprocess).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import List
+
+SM90_SHARED_LIMIT = 227 * 1024  # bytes of shared memory one CTA may use on an H100
+KERNELS = ("forward_step_kernel", "backward_step_kernel", "forward_persistent_kernel", "backward_persistent_kernel")
+CELLS = {"lstm": (0, 4, 4), "gru": (1, 3, 4), "rnn_tanh": (2, 1, 0), "rnn_relu": (3, 1, 0)}  # id, G, S
+DTYPES = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64"}
+CONFIGS = {"small": (16, 16, 64, 4, 2), "large": (64, 32, 64, 8, 2)}  # BLOCK_B, BLOCK_H, BLOCK_K, warps, stages
+
+
+@dataclass(frozen=True)
+class Case:
+    kernel: str
+    cell: str
+    dtype: str
+    config: str
+    proj: bool = False  # backward kernels with FROM_DR (LSTM projection, per-step path)
+
+
+@dataclass
+class Result:
+    case: Case
+    ok: bool
+    shared: int = 0
+    registers: int = -1
+    spill_stores: int = -1
+    spill_loads: int = -1
+    error: str = ""
+
+
+def cases(full: bool) -> List[Case]:
+    """CI: every kernel for LSTM, GRU, RNN-tanh in fp32/bf16/fp16 on the small config; the large config and float64
+    (the GPU gradcheck path) for LSTM and GRU; RNN-relu in bf16; the projection variant. --full: every combination."""
+    out = []
+    for kernel in KERNELS:
+        for cell in CELLS:
+            for dtype in DTYPES:
+                for config in CONFIGS:
+                    core = cell in ("lstm", "gru")
+                    wanted = full or (config == "small" and dtype != "fp64" and cell != "rnn_relu") or (
+                        core and dtype == "bf16") or (core and dtype == "fp64" and config == "small") or (
+                        cell == "rnn_relu" and dtype == "bf16" and config == "small")
+                    if wanted:
+                        out.append(Case(kernel, cell, dtype, config))
+    out += [Case("backward_step_kernel", "lstm", d, "small", proj=True) for d in (("bf16", "fp32") if full
+                                                                                  else ("bf16",))]
+    return out
+
+
+def _compile(case: Case) -> Result:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from . import persistent_kernels, step_kernels
+
+    fn = getattr(step_kernels, case.kernel, None) or getattr(persistent_kernels, case.kernel)
+    cell_id, G, S = CELLS[case.cell]
+    block_b, block_h, block_k, warps, stages = CONFIGS[case.config]
+    ptr = "*" + DTYPES[case.dtype]
+    cell_ptr = "*fp64" if case.dtype == "fp64" else "*fp32"  # c and dc are float32 for 16-bit and fp32 storage
+    forward = case.kernel.startswith("forward")
+    const = dict(CELL=cell_id, G=G, S=S, HAS_LENGTHS=True, REVERSE=False, BLOCK_B=block_b, BLOCK_H=block_h,
+                 BLOCK_K=block_k, PRECISION="ieee")
+    if forward:
+        const.update(HAS_BIAS=True, WRITE_STATE=not case.proj)
+    else:
+        const.update(FROM_DR=case.proj, SPLIT=case.cell == "gru")
+    cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr"}
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in const:
+            signature[name] = "constexpr"
+        elif name in ("s", "T", "B", "H", "K"):
+            signature[name] = "i32"
+        elif name == "lengths_ptr":
+            signature[name] = "*i64"
+        elif name == "barrier_ptr":
+            signature[name] = "*i32"
+        else:
+            signature[name] = cell_ptr if name in cell_state_args else ptr
+        if signature[name].startswith("*") or name in ("H", "K"):
+            # As Triton specializes at launch: torch allocations are 16-byte aligned, and H, K of the shapes that
+            # matter (256, 1024, …) are multiples of 16 (B is not assumed to be: B=8 is a benchmark shape).
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn, signature, constexprs=const, attrs=attrs)
+    try:
+        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                                options={"num_warps": warps, "num_stages": stages})
+    except Exception as exc:  # a compile error is a result (reported, and failed by the test)
+        return Result(case, False, error=f"{type(exc).__name__}: {str(exc)[-2000:]}")
+    res = Result(case, True, shared=int(kernel.metadata.shared))
+    res.registers, res.spill_stores, res.spill_loads = _ptxas_usage(kernel.asm["ptx"])
+    return res
+
+
+def _ptxas_usage(ptx: str):
+    """(registers, spill store bytes, spill load bytes) from ptxas -v on the kernel's PTX."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    ptxas = get_ptxas(90).path
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        proc = subprocess.run([ptxas, "-arch=sm_90a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+                              capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    return (int(regs.group(1)) if regs else -1, int(spills.group(1)) if spills else -1,
+            int(spills.group(2)) if spills else -1)
+
+
+def run(full: bool = False, jobs: int = 2) -> List[Result]:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise RuntimeError("compile_check needs compiled kernels: run it without TRITON_INTERPRET=1")
+    todo = cases(full)
+    if jobs <= 1:
+        return [_compile(c) for c in todo]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(_compile, todo))
+
+
+def table(results: List[Result]) -> str:
+    lines = [f"{'kernel':28} {'cell':8} {'dtype':5} {'config':16} {'regs':>4} {'spill st/ld':>11} {'smem B':>7}  ok"]
+    for r in results:
+        c = r.case
+        cfg = "x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}" + (" dr" if c.proj else "")
+        lines.append(f"{c.kernel:28} {c.cell:8} {c.dtype:5} {cfg:16} {r.registers:>4} "
+                     f"{f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared:>7}  {'yes' if r.ok else 'NO ' + r.error[:200]}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="every kernel × cell × dtype × config")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per case) instead of a table")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args(argv)
+    results = run(args.full, args.jobs)
+    if args.json:
+        print(json.dumps([dict(asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"})
+                          for r in results]))
+    else:
+        print(table(results))
+    return 0 if all(r.ok and r.shared <= SM90_SHARED_LIMIT for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

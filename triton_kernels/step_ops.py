@@ -1,0 +1,60 @@
+"""The per-step recurrence loops as opaque custom ops: rnnfused::_triton_forward_steps / _triton_backward_steps.
+
+Why opaque: the per-step path is a Python loop of T launches. Inside a triton_op body that torch.compile traces,
+that loop would be unrolled into T graph nodes and re-traced (and recompiled) for every new T. As a custom op
+with a fake function it is one graph node for any T, so a compiled graph runs every sequence length.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from rnnfused._cells import CELL_KINDS
+
+from .backward_launch import backward_recurrence
+from .dispatch import PathChoice
+from .forward_launch import forward_recurrence
+from .launch_common import cell_dtype
+
+_STEP = PathChoice("step", "per-step kernels")
+
+
+@torch.library.custom_op("rnnfused::_triton_forward_steps", mutates_args=())
+def forward_steps(cell: str, xg: Tensor, h0: Tensor, c0: Optional[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                  w_hr: Optional[Tensor], lengths: Optional[Tensor],
+                  reverse: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> output [T, B, K], h_n [B, K], cells [T, B, H] (LSTM, else [0, B, H]), saved [T, B, S·H]."""
+    return tuple(forward_recurrence(CELL_KINDS[cell], _STEP, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse))
+
+
+@forward_steps.register_fake
+def _(cell, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse):
+    kind = CELL_KINDS[cell]
+    T, B, GH = xg.shape
+    H, K = GH // kind.gates, w_hh.shape[1]
+    cells = xg.new_empty(T if kind.has_cell_state else 0, B, H, dtype=cell_dtype(xg.dtype))
+    return xg.new_empty(T, B, K), xg.new_empty(B, K), cells, xg.new_empty(T, B, kind.saved_per_unit * H)
+
+
+@torch.library.custom_op("rnnfused::_triton_backward_steps", mutates_args=())
+def backward_steps(cell: str, grad_output: Tensor, grad_h_n: Tensor, grad_c_n: Optional[Tensor], c0: Optional[Tensor],
+                   w_hh: Tensor, w_hr: Optional[Tensor], lengths: Optional[Tensor], reverse: bool, output: Tensor,
+                   saved: Tensor, cells: Tensor, h_prev_seq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """-> dgx [T, B, G·H], dgh (GRU, else [0]), grad_h_last [B, K], grad_c0 (LSTM, cell dtype), dh_seq (proj)."""
+    return tuple(backward_recurrence(CELL_KINDS[cell], _STEP, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr,
+                                     lengths, reverse, output, saved, cells, h_prev_seq))
+
+
+@backward_steps.register_fake
+def _(cell, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse, output, saved, cells, h_prev_seq):
+    kind = CELL_KINDS[cell]
+    T, B, K = output.shape
+    GH = w_hh.shape[0]
+    H = GH // kind.gates
+    lstm = kind.has_cell_state
+    dgh = output.new_empty(T, B, GH) if kind.name == "gru" else output.new_empty(0)
+    grad_c0 = output.new_empty(B if lstm else 0, H, dtype=cell_dtype(output.dtype))
+    dh_seq = output.new_empty(T, B, K) if w_hr is not None else output.new_empty(0)
+    return output.new_empty(T, B, GH), dgh, output.new_empty(B, K), grad_c0, dh_seq
