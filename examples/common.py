@@ -159,22 +159,23 @@ def _fmt(v) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- timing demo
-def timing_demo(model: nn.Module, run_epoch: Callable[[nn.Module], None], backend: Optional[str],
-                progress: Progress, repeats: int = 1) -> Dict[str, float]:
+def timing_demo(model: nn.Module, run_epoch: Callable[[nn.Module, Optional[int]], object], backend: Optional[str],
+                progress: Progress, repeats: int = 1, warmup_batches: int = 3) -> Dict[str, float]:
     """Seconds per training epoch of the same model (identical weights) with nn.* layers and with rnnfused layers.
 
-    ``run_epoch(m)`` trains copy ``m`` for one epoch (its own optimizer). Each impl runs one untimed warm-up epoch
-    first, then ``repeats`` timed epochs; the fastest counts (least disturbed by other processes).
+    ``run_epoch(m, limit)`` trains copy ``m`` (with its own optimizer) for one epoch, or for its first ``limit``
+    batches. Each impl runs ``warmup_batches`` untimed batches first (allocator, oneDNN caches), then ``repeats``
+    timed epochs; the fastest counts (the least disturbed by other processes).
     """
     seconds = {}
     for impl in ("nn", "fused"):
         m = use_impl(copy.deepcopy(model), impl, backend)
-        run_epoch(m)  # warm-up: allocator, oneDNN/JIT caches
+        run_epoch(m, warmup_batches)
         times = []
         for _ in range(repeats):
             sync(m)
             t0 = time.perf_counter()
-            run_epoch(m)
+            run_epoch(m, None)
             sync(m)
             times.append(time.perf_counter() - t0)
         seconds[impl] = min(times)

@@ -74,7 +74,7 @@ def adding_batch(batch: int, length: int, generator: torch.Generator, dtype=torc
 
 
 def train_steps(model, optimizer, length: int, steps: int, args, generator) -> float:
-    """``steps`` Adam steps on fresh random batches; returns the mean training loss."""
+    """``steps`` Adam steps on fresh random batches (one "epoch"); returns the mean training loss."""
     model.train()
     total = 0.0
     for _ in range(steps):
@@ -206,14 +206,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         out["plot"] = path
     if args.timing:
         T = lengths[-1]
-        generator = torch.Generator().manual_seed(args.seed)
         out["seconds_per_epoch"] = {}
         for cell in cells:
             fresh = AddingModel(cell, args.hidden).to(args.device, common.dtype_of(args))
             fresh.load_state_dict(initial[cell, T])
             progress.say(f"timing demo: {cell.upper()}, T = {T}, one epoch = {args.steps} steps")
-            run = lambda m: train_steps(m, torch.optim.Adam(m.parameters(), lr=args.lr or LR[cell]), T,  # noqa: E731
-                                        args.steps, args, generator)
+
+            def run(m, limit, cell=cell):
+                optimizer = torch.optim.Adam(m.parameters(), lr=args.lr or LR[cell])
+                generator = torch.Generator().manual_seed(args.seed)  # same batches for both impls
+                return train_steps(m, optimizer, T, limit or args.steps, args, generator)
+
             out["seconds_per_epoch"][cell] = common.timing_demo(fresh, run, args.backend, progress)
     return out
 

@@ -14,6 +14,7 @@ averaged, no order) is trained alongside as the baseline that order-blind models
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -85,11 +86,11 @@ def batches(data, batch: int, device, generator: Optional[torch.Generator] = Non
 
 
 # ------------------------------------------------------------------------------------------------------- train
-def train_epoch(model, optimizer, data, args, generator) -> List[float]:
-    """One pass over ``data``; returns the loss of every step."""
+def train_epoch(model, optimizer, data, args, generator, limit: Optional[int] = None) -> List[float]:
+    """One pass over ``data`` (or its first ``limit`` batches); returns the loss of every step."""
     model.train()
     losses = []
-    for tokens, lengths, labels in batches(data, args.batch, args.device, generator):
+    for tokens, lengths, labels in itertools.islice(batches(data, args.batch, args.device, generator), limit):
         loss = F.cross_entropy(model(tokens, lengths), labels)
         optimizer.zero_grad()
         loss.backward()
@@ -155,9 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.timing:
         fresh = SentimentClassifier(len(vocab), args.embed, args.hidden, args.layers).to(args.device, dtype)
         fresh.load_state_dict(initial)  # weights keep nn.* names, so the state dict fits either impl
-        generator = torch.Generator().manual_seed(args.seed)
-        run = lambda m: train_epoch(m, torch.optim.Adam(m.parameters(), lr=args.lr), train, args,  # noqa: E731
-                                    generator)
+
+        def run(m, limit):  # same weights, same batches for both impls
+            optimizer = torch.optim.Adam(m.parameters(), lr=args.lr)
+            return train_epoch(m, optimizer, train, args, torch.Generator().manual_seed(args.seed), limit)
+
         result["seconds_per_epoch"] = common.timing_demo(fresh, run, args.backend, progress)
     return result
 

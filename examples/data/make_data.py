@@ -40,8 +40,8 @@ VERBS_PLACE = ["walked to", "ran to", "rode to", "came back to", "looked across"
                "sang at", "hurried past", "wandered through"]
 # (simple past, past participle)
 VERBS_THING = [("found", "found"), ("lost", "lost"), ("carried", "carried"), ("gave away", "given away"),
-               ("hid", "hidden"), ("sold", "sold"), ("mended", "mended"), ("stole", "stolen"), ("dropped", "dropped"),
-               ("kept", "kept")]
+               ("hid", "hidden"), ("sold", "sold"), ("mended", "mended"), ("stole", "stolen"),
+               ("dropped", "dropped"), ("kept", "kept")]
 FEELINGS = ["happy", "afraid", "angry", "sad", "tired", "hungry", "proud", "lonely", "glad", "worried"]
 SAYINGS = ["I will come back tomorrow", "The river is rising", "Give me your hand", "We must go before dark",
            "Nobody will believe us", "It is only the wind", "Look what I found", "Do not be afraid",
