@@ -174,10 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         fresh = CharLM(len(chars), args.embed, args.hidden, args.layers, args.cell, args.dropout)
         fresh = fresh.to(args.device, common.dtype_of(args))
         fresh.load_state_dict(initial)
-
-        def run(m, limit):
-            return train_epoch(m, torch.optim.Adam(m.parameters(), lr=args.lr), train, args, limit)
-
+        run = common.adam_runner(args.lr, train_epoch, train, args)
         result["seconds_per_epoch"] = common.timing_demo(fresh, run, args.backend, progress)
     return result
 

@@ -49,7 +49,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 helps on a machine shared with other jobs)")
+                   help="torch CPU threads (default: 1 with --quick on the CPU, where the models are too small for "
+                        "more to help and oversubscribed threads are slow; else torch's choice)")
     p.add_argument("--epochs", type=int, default=None, help="override the setting's number of epochs")
     p.add_argument("--timing", dest="timing", action="store_true", default=None,
                    help="run the nn.* vs rnnfused timing demo (default: on in the full setting, off with --quick)")
@@ -67,6 +68,8 @@ def setting(args: argparse.Namespace, quick: dict, full: dict) -> argparse.Names
             setattr(args, key, value)
     if args.timing is None:
         args.timing = not args.quick
+    if args.threads is None and args.quick and torch.device(args.device).type == "cpu":
+        args.threads = 1
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -183,6 +186,16 @@ def timing_demo(model: nn.Module, run_epoch: Callable[[nn.Module, Optional[int]]
     progress.say(f"  timing  rnnfused / nn.* = {seconds['fused'] / seconds['nn']:.2f}x time "
                  f"({seconds['nn'] / seconds['fused']:.2f}x speed-up)")
     return seconds
+
+
+def adam_runner(lr: float, train_epoch: Callable, *data_args, seed: Optional[int] = None):
+    """``run(m, limit)`` for timing_demo: ``train_epoch(m, Adam(m), *data_args[, generator], limit)`` with a fresh
+    optimizer and, when ``seed`` is given, a generator seeded alike for each impl (same batches for both)."""
+    def run(m: nn.Module, limit: Optional[int]):
+        generator = (torch.Generator().manual_seed(seed),) if seed is not None else ()
+        return train_epoch(m, torch.optim.Adam(m.parameters(), lr=lr), *data_args, *generator, limit)
+
+    return run
 
 
 def sync(model: nn.Module) -> None:

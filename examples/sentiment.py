@@ -156,11 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.timing:
         fresh = SentimentClassifier(len(vocab), args.embed, args.hidden, args.layers).to(args.device, dtype)
         fresh.load_state_dict(initial)  # weights keep nn.* names, so the state dict fits either impl
-
-        def run(m, limit):  # same weights, same batches for both impls
-            optimizer = torch.optim.Adam(m.parameters(), lr=args.lr)
-            return train_epoch(m, optimizer, train, args, torch.Generator().manual_seed(args.seed), limit)
-
+        run = common.adam_runner(args.lr, train_epoch, train, args, seed=args.seed)
         result["seconds_per_epoch"] = common.timing_demo(fresh, run, args.backend, progress)
     return result
 

@@ -182,11 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.timing:
         fresh = Seq2Seq(args.embed, args.hidden, args.layers).to(args.device, common.dtype_of(args))
         fresh.load_state_dict(initial)
-
-        def run(m, limit):
-            optimizer = torch.optim.Adam(m.parameters(), lr=args.lr)
-            return train_epoch(m, optimizer, train, args, torch.Generator().manual_seed(args.seed), limit)
-
+        run = common.adam_runner(args.lr, train_epoch, train, args, seed=args.seed)
         result["seconds_per_epoch"] = common.timing_demo(fresh, run, args.backend, progress)
     return result
 

@@ -23,8 +23,9 @@ def example(name):
 
 
 def quick(tmp_path, *extra):
-    # One thread: these models are too small for two to help, and two oversubscribe a busy 2-core CI machine.
-    return ["--quick", "--backend", "cpu", "--quiet", "--threads", "1", "--out", str(tmp_path), *extra]
+    # --quick runs on one CPU thread: these models are too small for two to help, and two threads are ~10x slower
+    # on an oversubscribed 2-core machine.
+    return ["--quick", "--backend", "cpu", "--quiet", "--out", str(tmp_path), *extra]
 
 
 @pytest.fixture(autouse=True)
