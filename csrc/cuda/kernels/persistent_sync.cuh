@@ -25,7 +25,7 @@
 namespace rnnfused {
 namespace persistent {
 
-constexpr unsigned long long kSpinLimit = 1ull << 27;  // ~1 minute of polling: far beyond any real step
+constexpr unsigned long long kSpinLimit = 1ull << 24;  // ~10-20 s of polling: far beyond any real step
 
 __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
   unsigned v;
