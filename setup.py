@@ -48,6 +48,7 @@ def _extension():
         return CppExtension("rnnfused._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
     cuda_sources = _sources("cuda/*.cpp", "cuda/*.cu", "cuda/kernels/*.cu")
+    cuda_sources += _sources("cuda/persistent/*.cpp", "cuda/persistent/*.cu")  # the persistent path's launcher
     return CUDAExtension(
         "rnnfused._C",
         cpp_sources + cuda_sources,

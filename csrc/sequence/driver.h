@@ -45,6 +45,33 @@ inline at::Tensor valid_steps(const LayerArgs& a) {
 // `init` [B, X] is the initial state. In reverse with lengths, row b starts at t = lengths[b]-1, from init.
 at::Tensor previous_states(const LayerArgs& a, const at::Tensor& seq, const at::Tensor& init);
 
+// [T, B, H_out] dL/doutput, contiguous and zero where the output is padding (a constant that no parameter reaches).
+inline at::Tensor masked_grad_output(const LayerArgs& a, const at::Tensor& grad_output) {
+  at::Tensor grad_out = grad_output.contiguous();
+  if (a.lengths.defined()) grad_out = grad_out * valid_steps(a).unsqueeze(2).to(grad_out.scalar_type());
+  return grad_out;
+}
+
+// The non-sequential part of BPTT, shared by every path that runs the reverse sweep: dX, dW_ih, dW_hh and the bias
+// gradients as big GEMMs/reductions over all steps. dgx, dgh [T, B, G*H] gate gradients of the sweep (dgh may be
+// dgx); h_prev [T, B, H_out] the state each step started from; dh [B, H_out] and dc [B, H] (cell dtype, undefined
+// without a cell state) the gradients that reached h0 and c0. grad_w_hr is left to the caller.
+inline BackwardResult backward_gemms(const LayerArgs& a, const at::Tensor& dgx, const at::Tensor& dgh,
+                                     const at::Tensor& h_prev, const at::Tensor& dh, const at::Tensor& dc) {
+  const int64_t TB = a.T * a.B, GH = a.G * a.H;
+  BackwardResult g;
+  const at::Tensor dgx2d = dgx.view({TB, GH});
+  const at::Tensor dgh2d = dgh.view({TB, GH});
+  g.grad_input = at::mm(dgx2d, a.w_ih).view({a.T, a.B, a.I});
+  g.grad_h0 = dh;
+  g.grad_c0 = dc.defined() ? dc.to(a.input.scalar_type()) : at::Tensor();
+  g.grad_w_ih = at::mm(dgx2d.t(), a.input.view({TB, a.I}));
+  g.grad_w_hh = at::mm(dgh2d.t(), h_prev.view({TB, a.H_out}));
+  g.grad_b_ih = dgx2d.sum(0);
+  g.grad_b_hh = dgh2d.sum(0);
+  return g;
+}
+
 template <typename Cell, typename Pointwise>
 ForwardResult sequence_forward(const LayerArgs& a) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
@@ -119,9 +146,7 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
   const auto cell_opts = opts.dtype(cell_dtype(a.input.scalar_type()));
   const bool proj = a.w_hr.defined();
 
-  // [T, B, H_out]  dL/doutput, zero where the output is padding (a constant that no parameter reaches).
-  at::Tensor grad_out = grad_output.contiguous();
-  if (a.lengths.defined()) grad_out = grad_out * valid_steps(a).unsqueeze(2).to(grad_out.scalar_type());
+  const at::Tensor grad_out = masked_grad_output(a, grad_output);  // [T, B, H_out]
   const at::Tensor h_prev = previous_states(a, fwd.output, a.h0);  // [T, B, H_out]
   const at::Tensor c0 = Cell::kHasCellState ? a.c0.to(cell_opts.dtype()).contiguous() : at::Tensor();
 
@@ -171,16 +196,7 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
     }
   });
 
-  BackwardResult g;
-  const at::Tensor dgx2d = dgx.view({T * B, GH});
-  const at::Tensor dgh2d = dgh.view({T * B, GH});
-  g.grad_input = at::mm(dgx2d, a.w_ih).view({T, B, a.I});
-  g.grad_h0 = dh;
-  g.grad_c0 = Cell::kHasCellState ? dc.to(opts.dtype()) : at::Tensor();
-  g.grad_w_ih = at::mm(dgx2d.t(), a.input.view({T * B, a.I}));
-  g.grad_w_hh = at::mm(dgh2d.t(), h_prev.view({T * B, H_out}));
-  g.grad_b_ih = dgx2d.sum(0);
-  g.grad_b_hh = dgh2d.sum(0);
+  BackwardResult g = backward_gemms(a, dgx, dgh, h_prev, dh, Cell::kHasCellState ? dc : at::Tensor());
   if (proj) {
     // r_t = σ(o)·tanh(c_t), recomputed; it is zero on padded rows, so their dh_t does not count.
     const at::Tensor cell_outputs = (fwd.saved.narrow(2, 3 * H, H).to(cell_opts.dtype()) * fwd.cells.tanh())
