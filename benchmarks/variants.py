@@ -106,9 +106,11 @@ def _triton_paths(backend: str, device: torch.device) -> Optional[List[Variant]]
 
 
 def _cuda_paths(backend: str, device: torch.device) -> Optional[List[Variant]]:
-    """The CUDA backend with its step loop launched from the host, and replayed from CUDA graphs."""
+    """The CUDA backend on its automatic path, forced onto the step-wise path (step loop launched from the host, or
+    replayed from CUDA graphs), and forced onto the persistent kernels."""
     graphs_var = _module_attr("rnnfused._cuda", "GRAPHS_ENV_VAR") if backend == "cuda" else None
-    if graphs_var is None:
+    path_var = _module_attr("rnnfused._cuda", "PATH_ENV_VAR") if backend == "cuda" else None
+    if graphs_var is None or path_var is None:
         return None
     path_of = _module_attr("rnnfused._cuda", "cuda_path")
 
@@ -122,8 +124,10 @@ def _cuda_paths(backend: str, device: torch.device) -> Optional[List[Variant]]:
         except Exception as exc:  # noqa: BLE001 - a note must never stop a benchmark
             return f"path=? ({type(exc).__name__})"
 
-    return [Variant("", {graphs_var: "0"}, "auto path, step loop launched from the host", note),
-            Variant("graphs", {graphs_var: "1"}, "auto path, step loop replayed from CUDA graphs", note)]
+    return [Variant("", {graphs_var: "0", path_var: "auto"}, "auto path (persistent where it fits)", note),
+            Variant("stepwise", {graphs_var: "0", path_var: "stepwise"}, "step loop launched from the host"),
+            Variant("graphs", {graphs_var: "1", path_var: "stepwise"}, "step loop replayed from CUDA graphs"),
+            Variant("persistent", {graphs_var: "0", path_var: "persistent"}, "one cooperative launch for all steps")]
 
 
 BUILTIN_PROVIDERS: List[Provider] = [_triton_paths, _cuda_paths]

@@ -1,8 +1,9 @@
 """Python helpers of the ``cuda`` backend: which path a layer takes, and the CUDA-graph cache.
 
     rnnfused.cuda_path("lstm", seq_len=512, batch=8, input_size=256, hidden_size=256, dtype=torch.bfloat16)
-        -> "stepwise" (or "persistent" once those kernels exist; csrc/cuda/dispatch.h decides)
-    RNNFUSED_CUDA_GRAPHS=1   replay the step loop from cached CUDA graphs (default off; csrc/cuda/graph_cache.h)
+        -> "persistent" or "stepwise" (csrc/cuda/dispatch.h decides)
+    RNNFUSED_CUDA_PATH=stepwise|persistent   force a path (default: the rule in csrc/cuda/dispatch.h)
+    RNNFUSED_CUDA_GRAPHS=1   replay the step-wise loop from cached CUDA graphs (default off; csrc/cuda/graph_cache.h)
     rnnfused.cuda_graph_stats() -> {"captures": ..., "replays": ..., "cached": ...}
     rnnfused.clear_cuda_graphs()
 """
@@ -14,9 +15,10 @@ import torch
 
 from . import _ops
 
-__all__ = ["GRAPHS_ENV_VAR", "cuda_path", "cuda_graphs_enabled", "cuda_graph_stats", "clear_cuda_graphs"]
+__all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "cuda_path", "cuda_graphs_enabled", "cuda_graph_stats", "clear_cuda_graphs"]
 
 GRAPHS_ENV_VAR = "RNNFUSED_CUDA_GRAPHS"
+PATH_ENV_VAR = "RNNFUSED_CUDA_PATH"
 
 
 def _cuda_module():

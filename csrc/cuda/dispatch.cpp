@@ -4,12 +4,29 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
+#include <cstring>
+
+#include "persistent/persistent.h"
+
 namespace rnnfused {
 namespace cuda {
 
-CudaPath choose_path(CellType /*cell*/, const LayerArgs& /*a*/) {
-  // Only the step-wise path exists so far; the persistent kernels' selection rule goes here.
-  return CudaPath::kStepwise;
+CudaPath choose_path(CellType /*cell*/, const LayerArgs& a) {
+  // RNNFUSED_CUDA_PATH=stepwise|persistent forces a path (benchmarks, debugging); unset or "auto": the rule below.
+  const char* forced = std::getenv(kPathEnvVar);
+  if (forced != nullptr && std::strcmp(forced, "stepwise") == 0) return CudaPath::kStepwise;
+  std::string why_not;
+  const bool fits = persistent::persistent_supported(a, &why_not);
+  if (forced != nullptr && std::strcmp(forced, "persistent") == 0) {
+    TORCH_CHECK(fits, kPathEnvVar, "=persistent, but this layer cannot run on the persistent path: ", why_not);
+    return CudaPath::kPersistent;
+  }
+  TORCH_CHECK(forced == nullptr || forced[0] == '\0' || std::strcmp(forced, "auto") == 0, kPathEnvVar,
+              " must be stepwise, persistent or auto, got '", forced, "'");
+  // The rule: the persistent kernels whenever their fit rule accepts the layer (weights fit on chip, a
+  // tensor-core math mode, cooperative launch), else the step-wise path, which serves every shape and dtype.
+  return fits ? CudaPath::kPersistent : CudaPath::kStepwise;
 }
 
 const char* path_name(CudaPath path) {

@@ -1,10 +1,11 @@
 // The one place that decides how the `cuda` backend runs a layer-direction.
 //
-// Every CUDA op (csrc/cuda/ops_cuda.cpp) asks choose_path() first. Today the answer is always the step-wise path
-// (per step one cuBLAS GEMM + one fused pointwise kernel, csrc/cuda/kernels). The persistent kernels (one launch for
-// all T steps, W_hh resident on chip; a separate issue) plug in HERE: choose_path() returns kPersistent for the
-// shapes/dtypes/devices they serve, and ops_cuda.cpp runs them for that answer. Python can ask which path a
-// configuration takes with rnnfused.cuda_path(...) (query_path below).
+// Every CUDA op (csrc/cuda/ops_cuda.cpp) asks choose_path() first: the persistent kernels (one cooperative launch
+// for all T steps, W_hh resident in shared memory; csrc/cuda/persistent) when their fit rule accepts the layer,
+// else the step-wise path (per step one cuBLAS GEMM + one fused pointwise kernel; csrc/cuda/kernels), which serves
+// every shape and dtype. Both paths save the same tensors, so either backward can follow either forward.
+// RNNFUSED_CUDA_PATH=stepwise|persistent forces a path. Python asks which path a configuration takes with
+// rnnfused.cuda_path(...) (query_path below).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,8 @@ namespace cuda {
 
 enum class CellType { kLstm, kGru, kRnnTanh, kRnnRelu };
 enum class CudaPath { kStepwise, kPersistent };
+
+constexpr const char* kPathEnvVar = "RNNFUSED_CUDA_PATH";
 
 template <typename Cell>
 constexpr CellType cell_type_of();

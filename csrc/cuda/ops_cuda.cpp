@@ -6,6 +6,7 @@
 
 #include "../sequence/stepwise_ops.h"
 #include "dispatch.h"
+#include "persistent/persistent.h"
 #include "graph_cache.h"
 #include "pointwise_cuda.h"
 
@@ -75,10 +76,6 @@ BackwardResult stepwise_backward(const LayerArgs& a, const at::Tensor& grad_outp
   return sequence_backward<Cell, CudaPointwise>(a, grad_output, grad_h_n, grad_c_n, fwd);
 }
 
-[[noreturn]] void no_persistent_path() {
-  TORCH_CHECK(false, "rnnfused: choose_path() picked the persistent CUDA path, which this build does not contain");
-}
-
 // The Runner (see csrc/sequence/stepwise_ops.h) of the cuda backend.
 struct CudaRunner {
   template <typename Cell>
@@ -88,9 +85,9 @@ struct CudaRunner {
       case CudaPath::kStepwise:
         return stepwise_forward<Cell>(a);
       case CudaPath::kPersistent:
-        break;  // the persistent kernels plug in here
+        return persistent::persistent_forward<Cell>(a);
     }
-    no_persistent_path();
+    TORCH_CHECK(false, "rnnfused: unknown CUDA path");
   }
 
   template <typename Cell>
@@ -101,9 +98,9 @@ struct CudaRunner {
       case CudaPath::kStepwise:
         return stepwise_backward<Cell>(a, grad_output, grad_h_n, grad_c_n, fwd);
       case CudaPath::kPersistent:
-        break;  // the persistent kernels plug in here
+        return persistent::persistent_backward<Cell>(a, grad_output, grad_h_n, grad_c_n, fwd);
     }
-    no_persistent_path();
+    TORCH_CHECK(false, "rnnfused: unknown CUDA path");
   }
 };
 
