@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Device check of the cuda backend's step-wise path (issue 5), for a machine with a GPU, torch preinstalled and no
-# internet (the H100 test machine). One short run (~8 min): build, GPU tests, compute-sanitizer memcheck, timing
-# table vs cuDNN. Every stage runs even if an earlier one failed (except when the build fails); logs, the CSV and
+# The device check of every GPU path (issues 5, 6, 7, 10), for a machine with a GPU, torch preinstalled and no
+# internet (the H100 test machine). One short run (<10 min): build, GPU tests, compute-sanitizer memcheck, timing
+# tables vs cuDNN. Every stage runs even if an earlier one failed (except when the build fails); logs, CSVs and
 # summary.txt go to $OUT (default ./gpu_check_out). Exit status: 0 when build, tests and memcheck all passed.
 # Each stage has its own time limit, and all stages together stop at GPU_CHECK_BUDGET_S (default 570 s), so the
-# summary is written inside a 10-minute device call.
+# summary is written inside a 10-minute device call. GPU_CHECK_STAGES picks stages (default: all, in this order:
+# tests memcheck timing persistent_bench triton_bench); env, build and import always run.
 #
-#   bash .ci/gpu_check.sh
+#   bash .ci/gpu_check.sh                                  # everything
+#   GPU_CHECK_STAGES="tests memcheck" bash .ci/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
@@ -17,6 +19,8 @@ SUMMARY="$OUT/summary.txt"
 BUDGET="${GPU_CHECK_BUDGET_S:-570}"
 : > "$SUMMARY"
 status=0
+STAGES=" ${GPU_CHECK_STAGES:-tests memcheck timing persistent_bench triton_bench} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 # stage NAME LIMIT_S CMD...: runs CMD with a time limit (capped by what is left of the budget), logs to
 # $OUT/NAME.log, records rc (124: timed out) and seconds.
@@ -50,19 +54,29 @@ fi
 stage import 30 "$PY" -c "import rnnfused, torch; assert rnnfused.cuda_built(); \
 print(rnnfused.available_backends('cuda'), rnnfused.cuda_path('lstm', 512, 8, 256, 256))" || status=1
 
-# GPU tests: the cuda backend file, the cuda parametrization of the generic parity tests, the backend rule.
-stage tests 200 "$PY" -m pytest -q -rfEs tests/test_cuda_backend.py tests/test_backend_parity.py \
-    tests/test_backends.py -k "cuda or test_backends" || status=1
-
-stage timing 120 "$PY" tests/gpu/time_vs_cudnn.py --out "$OUT"
-
-if command -v compute-sanitizer > /dev/null; then
-  stage memcheck 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 1 \
-      --print-limit 20 "$PY" tests/gpu/sanitize_small.py || status=1
-else
-  echo "memcheck rc=skipped (no compute-sanitizer)" | tee -a "$SUMMARY"
-  status=1
+# GPU tests: the cuda backend (step-wise and persistent paths), the Triton backend compiled, the GPU parts of the
+# parity, hardening and benchmark files, and the backend rule.
+if want tests; then
+  stage tests 240 "$PY" -m pytest -q -rfEs --maxfail=50 tests/test_cuda_backend.py tests/test_persistent.py \
+      tests/test_triton_backend.py tests/test_backend_parity.py tests/test_hardening.py tests/test_backends.py \
+      tests/test_benchmarks.py -k "cuda or gpu or persistent or triton or test_backends" || status=1
 fi
+
+if want memcheck; then
+  if command -v compute-sanitizer > /dev/null; then
+    stage memcheck 120 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        --print-limit 20 "$PY" tests/gpu/sanitize_small.py || status=1
+  else
+    echo "memcheck rc=skipped (no compute-sanitizer)" | tee -a "$SUMMARY"
+    status=1
+  fi
+fi
+
+# Timings: step-wise path vs cuDNN (issue 5's table), the persistent kernels on issue 6's headline cases, both Triton
+# kernel shapes (issue 7's table).
+want timing && stage timing 100 "$PY" tests/gpu/time_vs_cudnn.py --out "$OUT"
+want persistent_bench && stage persistent_bench 90 "$PY" benchmarks/persistent_bench.py --csv "$OUT/persistent_bench.csv"
+want triton_bench && stage triton_bench 90 "$PY" benchmarks/triton_bench.py --csv "$OUT/triton_bench.csv"
 
 echo "---- summary ($OUT) ----"
 cat "$SUMMARY"
