@@ -5,7 +5,7 @@
 # summary.txt go to $OUT (default ./gpu_check_out). Exit status: 0 when build, tests and memcheck all passed.
 # Each stage has its own time limit, and all stages together stop at GPU_CHECK_BUDGET_S (default 570 s), so the
 # summary is written inside a 10-minute device call. GPU_CHECK_STAGES picks stages (default: all, in this order:
-# tests memcheck timing persistent_bench triton_bench); env, build and import always run.
+# tests memcheck bench); env, build and import always run.
 #
 #   bash .ci/gpu_check.sh                                  # everything
 #   GPU_CHECK_STAGES="tests memcheck" bash .ci/gpu_check.sh
@@ -19,7 +19,7 @@ SUMMARY="$OUT/summary.txt"
 BUDGET="${GPU_CHECK_BUDGET_S:-570}"
 : > "$SUMMARY"
 status=0
-STAGES=" ${GPU_CHECK_STAGES:-tests memcheck timing persistent_bench triton_bench} "
+STAGES=" ${GPU_CHECK_STAGES:-tests memcheck bench} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 
 # stage NAME LIMIT_S CMD...: runs CMD with a time limit (capped by what is left of the budget), logs to
@@ -72,11 +72,10 @@ if want memcheck; then
   fi
 fi
 
-# Timings: step-wise path vs cuDNN (issue 5's table), the persistent kernels on issue 6's headline cases, both Triton
-# kernel shapes (issue 7's table).
-want timing && stage timing 100 "$PY" tests/gpu/time_vs_cudnn.py --out "$OUT"
-want persistent_bench && stage persistent_bench 90 "$PY" benchmarks/persistent_bench.py --csv "$OUT/persistent_bench.csv"
-want triton_bench && stage triton_bench 90 "$PY" benchmarks/triton_bench.py --csv "$OUT/triton_bench.csv"
+# Timings: the suite's --full preset starts with issue 6's headline configs, then the B∈{8,64} × H∈{256,1024} T=512
+# table of issues 5/7, every kernel path side by side (cuda auto/stepwise/graphs/persistent, triton step/persistent)
+# against cuDNN, each spot-checked before it is timed; it stops starting new shapes when its budget is used.
+want bench && stage bench 260 "$PY" -m benchmarks --full --time-budget 200 --out "$OUT/bench"
 
 echo "---- summary ($OUT) ----"
 cat "$SUMMARY"

@@ -14,26 +14,11 @@
 #include <type_traits>
 
 #include "../common/step.h"
+#include "device_type.h"
 #include "kernels/pointwise.h"
 
 namespace rnnfused {
 namespace cuda {
-
-// The CUDA element type of an ATen element type.
-template <typename T>
-struct DeviceType {
-  using type = T;
-};
-template <>
-struct DeviceType<c10::Half> {
-  using type = __half;
-};
-template <>
-struct DeviceType<c10::BFloat16> {
-  using type = __nv_bfloat16;
-};
-template <typename T>
-using device_type_t = typename DeviceType<T>::type;
 
 // The same pointer bundle over the CUDA element type. ForwardStep/BackwardStep hold only sizes and pointers, and
 // T and device_type_t<T> share a layout, so the bundles share one too: a byte copy carries every field (also fields

@@ -9,23 +9,11 @@
 
 #include <cstdlib>
 
+#include "../device_type.h"
+
 namespace rnnfused {
 namespace persistent {
 namespace {
-
-// The kernels' storage type for an ATen scalar type (same bits: at::Half ~ __half, at::BFloat16 ~ __nv_bfloat16).
-template <typename S>
-struct KernelScalar {
-  using type = S;
-};
-template <>
-struct KernelScalar<at::Half> {
-  using type = __half;
-};
-template <>
-struct KernelScalar<at::BFloat16> {
-  using type = __nv_bfloat16;
-};
 
 template <typename K, typename S>
 K* kernel_ptr(const at::Tensor& t) {
@@ -186,7 +174,7 @@ ForwardResult persistent_forward(const LayerArgs& a) {
   r.cells = at::empty({Cell::kHasCellState ? T : 0, B, H}, launch.cell_opts);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, launch.dtype, "rnnfused_persistent_forward", [&] {
-    using K = typename KernelScalar<scalar_t>::type;
+    using K = cuda::device_type_t<scalar_t>;
     using A = typename AccOf<K>::type;
     ForwardArgs<K> args;
     launch.fill(args, a, &args.ring);
@@ -238,7 +226,7 @@ BackwardResult persistent_backward(const LayerArgs& a, const at::Tensor& grad_ou
   at::Tensor grad_c0 = lstm ? at::empty({B, H}, opts) : at::Tensor();                      // [B, H]
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "rnnfused_persistent_backward", [&] {
-    using K = typename KernelScalar<scalar_t>::type;
+    using K = cuda::device_type_t<scalar_t>;
     using A = typename AccOf<K>::type;
     BackwardArgs<K> args;
     launch.fill(args, a, &args.ring);
