@@ -100,8 +100,16 @@ _REGISTRY: Dict[str, LayerBackend] = {
     "cuda": CustomOpBackend("cuda", "", _cuda_unavailable),
 }
 
-# Backends that register themselves on first use (module path, attribute holding a LayerBackend).
-_LAZY = {"triton": ("rnnfused._triton_backend", "BACKEND")}
+def _load_triton_backend() -> LayerBackend:
+    # A literal import statement, not importlib: torch.compile's tracer can run it (for real) when the first use of
+    # the backend is inside a compiled function, and cannot trace importlib.
+    from ._triton_backend import BACKEND
+
+    return BACKEND
+
+
+# Backends loaded on first use (they import optional packages), by name.
+_LAZY: Dict[str, Callable[[], LayerBackend]] = {"triton": _load_triton_backend}
 _LAZY_ERRORS: Dict[str, str] = {}
 
 # Order in which "auto" tries backends, per device type: fastest first.
@@ -112,21 +120,10 @@ def register_backend(backend: LayerBackend) -> None:
     _REGISTRY[backend.name] = backend
 
 
-def _import_lazy(module: str):
-    # Import statements with literal names, not importlib: torch.compile's tracer can run those (for real) when the
-    # first use of a lazy backend is inside a compiled function, and cannot trace importlib.
-    if module == "rnnfused._triton_backend":
-        from . import _triton_backend
-
-        return _triton_backend
-    raise ImportError(f"no lazy backend module {module!r}")
-
-
 def _lookup(name: str) -> Optional[LayerBackend]:
     if name not in _REGISTRY and name in _LAZY and name not in _LAZY_ERRORS:
-        module, attr = _LAZY[name]
         try:
-            register_backend(getattr(_import_lazy(module), attr))
+            register_backend(_LAZY[name]())
         except Exception as exc:  # ImportError of triton, or a failure while registering
             _LAZY_ERRORS[name] = f"the {name} backend could not be loaded: {type(exc).__name__}: {exc}"
     return _REGISTRY.get(name)
