@@ -49,3 +49,41 @@ TORCH_LIBRARY(rnnfused, m) {
     m.def(backward.c_str(), tags);
   }
 }
+
+// Single-step cells (the Fused*Cell modules; implementations: csrc/cell/cell_ops.h). One step, no sequence:
+//   input [B,I], hx [B,H], cx [B,H] (LSTM), weights and biases as above (G*H rows).
+// The backward ops take the forward's outputs that they read and an output_mask (input, hx, weights, biases): the
+// gradients it leaves out come back as empty [0] tensors (LSTM's grad_cx is always computed).
+TORCH_LIBRARY_FRAGMENT(rnnfused, m) {
+  const std::vector<at::Tag> tags = {at::Tag::pt2_compliant_tag};
+  // -> h' [B,H], c' [B,H], saved [B,4H] (σi, σf, tanh g, σo)
+  m.def(
+      "lstm_cell(Tensor input, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) "
+      "-> (Tensor, Tensor, Tensor)",
+      tags);
+  // -> grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh   (grad_c None: c' unused)
+  m.def(
+      "lstm_cell_backward(Tensor grad_h, Tensor? grad_c, Tensor input, Tensor hx, Tensor cx, Tensor w_ih, "
+      "Tensor w_hh, Tensor saved, Tensor c, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, "
+      "Tensor)",
+      tags);
+  // -> h' [B,H], saved [B,4H] (σr, σz, n, W_hn h + b_hn)
+  m.def(
+      "gru_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) -> (Tensor, Tensor)",
+      tags);
+  // -> grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
+  m.def(
+      "gru_cell_backward(Tensor grad_h, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor saved, "
+      "bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+      tags);
+  // Elman cell -> h' [B,H]; its backward reads h'
+  for (const char* kind : {"rnn_tanh", "rnn_relu"}) {
+    const std::string forward = std::string(kind) +
+        "_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) -> Tensor";
+    const std::string backward = std::string(kind) +
+        "_cell_backward(Tensor grad_h, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor h, "
+        "bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)";
+    m.def(forward.c_str(), tags);
+    m.def(backward.c_str(), tags);
+  }
+}

@@ -1,5 +1,5 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
-from . import _ops, backends, functional, reference
+from . import _cell_ops, _ops, backends, functional, reference
 from ._cuda import clear_cuda_graphs, cuda_graph_stats, cuda_path
 from ._ops import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ._cell_ops import cell_step
 from ._cells import cell_kind
 from ._ops import LayerInputs
 from .functional import run_layer
@@ -249,7 +250,7 @@ class FusedRNN(_FusedRNNBase):
 
 # --------------------------------------------------------------------------------------------------- cells
 class _FusedCellBase(nn.RNNCellBase):
-    """One step of a cell: the fused sequence op with T = 1 (input GEMM, recurrent GEMM, one fused pointwise op,
+    """One step of a cell: the single-step cell op (rnnfused/_cell_ops.py: two GEMMs and one fused pointwise pass,
     with its own backward)."""
 
     _NAME = ""
@@ -318,11 +319,8 @@ class _FusedCellBase(nn.RNNCellBase):
                                f"{input.dtype}")
         if input.device != self.weight_ih.device:
             raise RuntimeError(f"expected input on {self.weight_ih.device} like the weights, got {input.device}")
-        inputs = LayerInputs(input.unsqueeze(0), h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                             None, None, False)
         backend = "reference" if input.size(0) == 0 else self.backend  # empty batch: as nn.* (empty results)
-        _, h_n, c_n = run_layer(self._kind(), inputs, backend)
-        return h_n, c_n
+        return cell_step(self._kind(), input, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, backend)
 
 
 class FusedLSTMCell(_FusedCellBase):
