@@ -115,7 +115,9 @@ class _FusedRNNBase(nn.RNNBase):
         kind = cell_kind(self.mode)
         D = 2 if self.bidirectional else 1
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
-        backend = "reference" if x.size(1) == 0 else self.backend
+        # While exporting to ONNX (only LSTMs with proj_size get here, see forward) the reference equations are
+        # plain ops that every exporter translates.
+        backend = "reference" if x.size(1) == 0 or torch.onnx.is_in_onnx_export() else self.backend
         h_n, c_n = [], []
         layer_input = x
         for layer in range(self.num_layers):
@@ -136,6 +138,11 @@ class _FusedRNNBase(nn.RNNBase):
 
     def forward(self, input, hx=None):
         """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors."""
+        if torch.onnx.is_in_onnx_export() and self.proj_size == 0:
+            # torch.onnx.export (either exporter) translates nn.*'s own RNN functions to ONNX's LSTM/GRU/RNN ops: run
+            # them on these parameters. ONNX's LSTM has no projection, and neither exporter translates nn.LSTM with
+            # proj_size (torch 2.13): those run the reference equations instead (see _run_layers).
+            return _TORCH_CLASS[self.mode].forward(self, input, hx)
         self._update_flat_weights()
         is_lstm = self.mode == "LSTM"
         D = 2 if self.bidirectional else 1
@@ -337,6 +344,8 @@ class FusedLSTMCell(_FusedCellBase):
         return cell_kind("lstm")
 
     def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+        if torch.onnx.is_in_onnx_export():
+            return nn.LSTMCell.forward(self, input, hx)  # what the ONNX exporters translate (see _FusedRNNBase)
         is_batched = self._check_rank(input, list(enumerate(hx)) if hx is not None else [])
         if not is_batched:
             input = input.unsqueeze(0)
@@ -351,6 +360,8 @@ class FusedLSTMCell(_FusedCellBase):
 
 class _FusedHiddenOnlyCell(_FusedCellBase):
     def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return self._TORCH_CELL.forward(self, input, hx)  # what the ONNX exporters translate (see _FusedRNNBase)
         is_batched = self._check_rank(input, [(None, hx)])
         if not is_batched:
             input = input.unsqueeze(0)
