@@ -22,3 +22,7 @@ __all__ = [
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
 
 __all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]
+
+from . import _safe_globals  # noqa: E402
+
+_safe_globals.register()  # torch.load(path) of a saved model with fused layers, weights_only=True (the default)
