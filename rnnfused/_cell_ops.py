@@ -8,11 +8,14 @@ They exist for the backends built into rnnfused._C (cpu, cuda); other backends (
 their sequence op with T = 1.
 
 First-order gradients run the ``*_cell_backward`` op; a differentiable backward (``create_graph=True``) goes through
-the reference equations, as for the sequence ops (rnnfused/_ops.py).
+the reference equations, as for the sequence ops (rnnfused/_ops.py). The autograd formula is registered on the ops
+(``torch.library.register_autograd``: raw op calls, torch.compile, autocast) and, for eager cell loops, also wrapped
+in an ``autograd.Function`` that skips torch.library's per-call Python layers (:func:`cell_step` picks).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import os
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -100,63 +103,74 @@ def _backward_fake(kind: CellKind):
 
 
 # ----------------------------------------------------------------------------------------------------- autograd
-def _register_autograd(kind: CellKind) -> None:
-    backward_op = cell_backward_op(kind)
+def _setup_context(kind: CellKind, ctx, inputs, output) -> None:
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh = _unpack(kind, inputs)
+    outs = output if isinstance(output, tuple) else (output,)
+    if kind.has_cell_state:
+        read = (outs[2], outs[1])  # saved, c'
+    elif kind.saved_per_unit:
+        read = (outs[1],)          # saved
+    else:
+        read = (outs[0],)          # h' (the Elman backward reads it)
     n_out = 1 + kind.has_cell_state  # differentiable outputs: h' (and c')
+    if len(outs) > n_out:
+        ctx.mark_non_differentiable(*outs[n_out:])
+    ctx.set_materialize_grads(False)  # an unused c' gives None, not a [B, H] zero fill
+    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, b_ih, b_hh, *read)
 
-    def setup_context(ctx, inputs, output):
-        input, hx, cx, w_ih, w_hh, b_ih, b_hh = _unpack(kind, inputs)
-        outs = output if isinstance(output, tuple) else (output,)
+
+def _backward(kind: CellKind, ctx, grads) -> tuple:
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh, *read = ctx.saved_tensors
+    grad_h = torch.zeros_like(hx) if grads[0] is None else grads[0]
+    grad_c = grads[1] if kind.has_cell_state else None
+    needs = ctx.needs_input_grad
+    if not kind.has_cell_state:  # the same positions as LSTM's: (input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+        needs = needs[:2] + (False,) + needs[2:]
+    if torch.is_grad_enabled():
+        g = _differentiable_backward(kind, (input, hx, cx, w_ih, w_hh, b_ih, b_hh), (grad_h, grad_c))
+    else:
+        has_bias = b_ih is not None
+        mask = [needs[0], needs[1], needs[3] or needs[4], has_bias and (needs[5] or needs[6])]
         if kind.has_cell_state:
-            read = (outs[2], outs[1])  # saved, c'
-        elif kind.saved_per_unit:
-            read = (outs[1],)          # saved
+            saved, c = read
+            g = _BACKWARD_OPS[kind.name](grad_h, grad_c, input, hx, cx, w_ih, w_hh, saved, c, mask)
         else:
-            read = (outs[0],)          # h' (the Elman backward reads it)
-        if len(outs) > n_out:
-            ctx.mark_non_differentiable(*outs[n_out:])
-        ctx.set_materialize_grads(False)  # an unused c' gives None, not a [B, H] zero fill
-        ctx.save_for_backward(input, hx, cx, w_ih, w_hh, b_ih, b_hh, *read)
-
-    def backward(ctx, *grads):
-        input, hx, cx, w_ih, w_hh, b_ih, b_hh, *read = ctx.saved_tensors
-        grad_h = torch.zeros_like(hx) if grads[0] is None else grads[0]
-        grad_c = grads[1] if kind.has_cell_state else None
-        needs = ctx.needs_input_grad
-        if not kind.has_cell_state:  # the same positions as LSTM's: (input, hx, cx, w_ih, w_hh, b_ih, b_hh)
-            needs = needs[:2] + (False,) + needs[2:]
-        if torch.is_grad_enabled():
-            g = _differentiable_backward(kind, (input, hx, cx, w_ih, w_hh, b_ih, b_hh), (grad_h, grad_c))
-        else:
-            has_bias = b_ih is not None
-            mask = [needs[0], needs[1], needs[3] or needs[4], has_bias and (needs[5] or needs[6])]
-            if kind.has_cell_state:
-                saved, c = read
-                g = backward_op(grad_h, grad_c, input, hx, cx, w_ih, w_hh, saved, c, mask)
-            else:
-                gi, gh, gwih, gwhh, gbih, gbhh = backward_op(grad_h, input, hx, w_ih, w_hh, read[0], mask)
-                g = (gi, gh, None, gwih, gwhh, gbih, gbhh)
-            # What autograd did not ask for came back empty.
-            g = tuple(t if n else None for t, n in zip(g, needs))
-        return g if kind.has_cell_state else g[:2] + g[3:]
-
-    torch.library.register_autograd(cell_op(kind), backward, setup_context=setup_context)
+            gi, gh, gwih, gwhh, gbih, gbhh = _BACKWARD_OPS[kind.name](grad_h, input, hx, w_ih, w_hh, read[0], mask)
+            g = (gi, gh, None, gwih, gwhh, gbih, gbhh)
+        # What autograd did not ask for came back empty.
+        g = tuple(t if n else None for t, n in zip(g, needs))
+    return g if kind.has_cell_state else g[:2] + g[3:]
 
 
-def _differentiable_backward(kind: CellKind, inputs: tuple, grads: tuple) -> tuple:
-    """Gradients that are themselves differentiable: autograd through the reference equations."""
-    with torch.enable_grad():
-        leaves = [t if t is None or t.requires_grad else t.detach().requires_grad_() for t in inputs]
-        outs = reference_cell(kind, *leaves)
-        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
-        present = [t for t in leaves if t is not None]
-        got = iter(torch.autograd.grad([o for o, _ in pairs], present, [g for _, g in pairs], create_graph=True,
-                                       allow_unused=True))
-    out = []
-    for t in leaves:
-        g = next(got) if t is not None else None
-        out.append(torch.zeros_like(t) if t is not None and g is None else g)
-    return tuple(out)
+def _register_autograd(kind: CellKind) -> None:
+    torch.library.register_autograd(cell_op(kind), lambda ctx, *grads: _backward(kind, ctx, grads),
+                                    setup_context=lambda ctx, inputs, output: _setup_context(kind, ctx, inputs, output))
+
+
+def _eager_function(kind: CellKind) -> type:
+    """The same autograd (setup_context, backward) as an autograd.Function whose forward calls the op below the
+    Autograd key: what eager cell loops run. torch.library's autograd wrapper adds Python layers per call (argument
+    defaults filled from the schema, a keyset record, the redispatch) that cost as much as a whole step at B=1. The
+    forward takes ctx (old style): with a separate setup_context, Function.apply binds the arguments with
+    inspect.signature on every call, slower still."""
+    op = cell_op(kind)
+
+    def forward(ctx, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            output = op(*args)
+        _setup_context(kind, ctx, args, output)
+        return output
+
+    return type(f"rnnfused_{kind.name}_cell", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "backward": staticmethod(lambda ctx, *grads: _backward(kind, ctx, grads)),
+    })
+
+
+# Per cell kind name: the ops and the eager autograd.Function (filled by _register).
+_FORWARD_OPS: Dict[str, Any] = {}
+_BACKWARD_OPS: Dict[str, Any] = {}
+_EAGER_FUNCTIONS: Dict[str, type] = {}
 
 
 def _register() -> None:
@@ -165,22 +179,44 @@ def _register() -> None:
         torch.library.register_fake(f"rnnfused::{kind.name}_cell_backward")(_backward_fake(kind))
         _register_autograd(kind)
         _ops._register_autocast(cell_op(kind), f"{kind.name}_cell")
+        _FORWARD_OPS[kind.name] = cell_op(kind)
+        _BACKWARD_OPS[kind.name] = cell_backward_op(kind)
+        _EAGER_FUNCTIONS[kind.name] = _eager_function(kind)
 
 
 # ---------------------------------------------------------------------------------------------------- the step
+# (backend argument, RNNFUSED_BACKEND, device, dtype) -> backend name: the selection rule's inputs and its answer,
+# kept because a cell loop asks at every step (resolving costs about as much as a small step's kernel).
+_RESOLVED: Dict[tuple, str] = {}
+
+
 def cell_step(kind: CellKind, input: Tensor, hx: Tensor, cx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor,
               b_ih: Optional[Tensor], b_hh: Optional[Tensor],
               backend: Optional[str] = None) -> Tuple[Tensor, Optional[Tensor]]:
     """One validated step (input [B, I], hx/cx [B, H]) on the selected backend: (h', c' or None)."""
-    name = backends.resolve_backend(backend, input.device, input.dtype)
-    if name in CELL_OP_BACKENDS:
-        out = cell_op(kind)(*cell_forward_args(kind, input, hx, cx, w_ih, w_hh, b_ih, b_hh))
-        if kind.has_cell_state:
-            return out[0], out[1]
-        return (out[0] if kind.saved_per_unit else out), None
-    x = _ops.LayerInputs(input.unsqueeze(0), hx, cx, w_ih, w_hh, b_ih, b_hh, None, None, False)
-    _, h, c = backends.get_backend(name, input.device, input.dtype).run(kind, x)
-    return h, c
+    device, dtype = input.device, input.dtype
+    key = (backend, os.environ.get(backends.ENV_VAR), device, dtype)
+    name = _RESOLVED.get(key)
+    if name is None:
+        name = backends.resolve_backend(backend, device, dtype)
+        if name in CELL_OP_BACKENDS:  # built into rnnfused._C; lazily loaded backends are asked every time
+            _RESOLVED[key] = name
+    if name not in CELL_OP_BACKENDS:  # triton, reference: their sequence op with T = 1
+        x = _ops.LayerInputs(input.unsqueeze(0), hx, cx, w_ih, w_hh, b_ih, b_hh, None, None, False)
+        _, h, c = backends.get_backend(name, device, dtype).run(kind, x)
+        return h, c
+    args = cell_forward_args(kind, input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    if (torch.compiler.is_compiling() or torch.is_autocast_enabled(device.type)
+            or torch._C._are_functorch_transforms_active()):
+        out = _FORWARD_OPS[kind.name](*args)  # the op's registered autograd: traceable, autocast, torch.func
+    elif torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+        out = _EAGER_FUNCTIONS[kind.name].apply(*args)
+    else:
+        with torch._C._AutoDispatchBelowAutograd():  # nothing to record: the kernel alone
+            out = _FORWARD_OPS[kind.name](*args)
+    if kind.has_cell_state:
+        return out[0], out[1]
+    return (out[0] if kind.saved_per_unit else out), None
 
 
 if _ops.extension_loaded():

@@ -311,23 +311,25 @@ class _FusedCellBase(nn.RNNCellBase):
 
     def _step(self, input: Tensor, h: Tensor, c: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """input [B, I], h [B, H], c [B, H] -> (h', c')."""
-        if input.size(1) != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
+        # Cell loops call this at every step: each attribute is read once (module attributes are slow in Python).
+        w_ih, w_hh, b_ih, b_hh = self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+        batch, features = input.shape
+        if features != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {features} expected {self.input_size}")
         for name, t in (("hx", h), ("cx", c)):
             if t is None:
                 continue
-            if tuple(t.shape) != (input.size(0), self.hidden_size):
-                raise RuntimeError(f"{name} must have shape [{input.size(0)}, {self.hidden_size}] (batch, "
+            if t.shape != (batch, self.hidden_size):
+                raise RuntimeError(f"{name} must have shape [{batch}, {self.hidden_size}] (batch, "
                                    f"hidden_size), got {list(t.shape)}")
             if t.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
                 raise RuntimeError(f"expected {name} to have dtype {input.dtype} like input, got {t.dtype}")
-        if input.dtype != self.weight_ih.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise RuntimeError(f"expected input to have dtype {self.weight_ih.dtype} like the weights, got "
-                               f"{input.dtype}")
-        if input.device != self.weight_ih.device:
-            raise RuntimeError(f"expected input on {self.weight_ih.device} like the weights, got {input.device}")
-        backend = "reference" if input.size(0) == 0 else self.backend  # empty batch: as nn.* (empty results)
-        return cell_step(self._kind(), input, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, backend)
+        if input.dtype != w_ih.dtype and not torch.is_autocast_enabled(input.device.type):
+            raise RuntimeError(f"expected input to have dtype {w_ih.dtype} like the weights, got {input.dtype}")
+        if input.device != w_ih.device:
+            raise RuntimeError(f"expected input on {w_ih.device} like the weights, got {input.device}")
+        backend = "reference" if batch == 0 else self.backend  # empty batch: as nn.* (empty results)
+        return cell_step(self._kind(), input, h, c, w_ih, w_hh, b_ih, b_hh, backend)
 
 
 class FusedLSTMCell(_FusedCellBase):
