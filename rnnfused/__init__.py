@@ -1,12 +1,19 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
-from . import _ops, backends, functional, reference
+from . import _op_family, backends, functional, reference  # _op_family: registers fakes/autograd of the C++ ops
 from ._cuda import clear_cuda_graphs, cuda_graph_stats, cuda_path
-from ._ops import EXTENSION_ERROR, cuda_built, extension_loaded
+from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
+from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 from .version import __version__
 
 __all__ = [
     "__version__",
+    "FusedLSTM",
+    "FusedGRU",
+    "FusedRNN",
+    "FusedLSTMCell",
+    "FusedGRUCell",
+    "FusedRNNCell",
     "functional",
     "reference",
     "backends",
@@ -19,6 +26,3 @@ __all__ = [
     "cuda_graph_stats",
     "clear_cuda_graphs",
 ]
-from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
-
-__all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from . import _ops
+from . import _extension
 
 __all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "cuda_path", "cuda_graphs_enabled", "cuda_graph_stats", "clear_cuda_graphs"]
 
@@ -22,9 +22,9 @@ PATH_ENV_VAR = "RNNFUSED_CUDA_PATH"
 
 
 def _cuda_module():
-    if not _ops.cuda_built():
-        raise RuntimeError(_ops.EXTENSION_ERROR or "rnnfused._C was built without CUDA; the cuda backend is absent")
-    return _ops._C
+    if not _extension.cuda_built():
+        raise RuntimeError(_extension.EXTENSION_ERROR or "rnnfused._C was built without CUDA; the cuda backend is absent")
+    return _extension.extension()
 
 
 def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size: int, *, proj_size: int = 0,

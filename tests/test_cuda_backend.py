@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnfused
-from rnnfused._ops import LayerInputs, forward_args, op_for
+from rnnfused._inputs import LayerInputs, forward_args
+from rnnfused._op_family import op_for
 from rnnfused.backends import unavailable_reason
 
 from helpers import Case, make_inputs, outputs_and_grads, random_like, run_backend, tensor_fields

@@ -4,7 +4,8 @@ import torch
 
 import rnnfused
 from rnnfused import functional as F
-from rnnfused._ops import forward_args, op_for
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
 from helpers import CELLS, Case, make_inputs, run_backend, tensor_fields
 

@@ -14,7 +14,8 @@ import torch
 import rnnfused
 from rnnfused import backends
 from rnnfused._cells import CELL_KINDS
-from rnnfused._ops import forward_args, op_for
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
 from helpers import (CELLS, Case, assert_close_all, has_cuda, make_inputs, outputs_and_grads, random_like,
                      requires_cuda, run_backend, tensor_fields, triton_interpret)

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor
 from torch.library import wrap_triton
 
-from rnnfused._cells import CellKind
+from rnnfused._cells import CellKind, cell_state_dtype
 
 from .configs import KernelConfig
 from .dispatch import PathChoice, num_tiles
-from .launch_common import cell_dtype, cell_meta, cuda_time_ms, interpreted, lookup_config
+from .launch_common import cell_meta, cuda_time_ms, interpreted, lookup_config
 from .persistent_kernels import backward_persistent_kernel
 from .step_kernels import backward_step_kernel
 
@@ -43,7 +43,7 @@ def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor,
     if cfg is None:
         cfg = lookup_config("backward", choice, kind, output, B, H, K,
                             lambda c: _time_probe(kind, choice, c, B, H, K, output.dtype, output.device, proj))
-    cdt = cell_dtype(output.dtype)
+    cdt = cell_state_dtype(output.dtype)
     dgx = output.new_empty(T, B, GH)                         # [T, B, G·H]
     dgh = output.new_empty(T, B, GH) if split else dgx       # [T, B, G·H]
     carry_buf = output.new_empty(2, B, K)                    # [2, B, K]
@@ -105,7 +105,7 @@ def _time_probe(kind: CellKind, choice: PathChoice, cfg: KernelConfig, B: int, H
     rnd = lambda *shape, dt=dtype: (torch.rand(*shape, generator=g, device=device) - 0.5).to(dt)  # noqa: E731
     GH = kind.gates * H
     lstm = kind.has_cell_state
-    cdt = cell_dtype(dtype)
+    cdt = cell_state_dtype(dtype)
     seq = rnd(T, B, K)
     args = dict(grad_output=rnd(T, B, K), grad_h_n=rnd(B, K), grad_c_n=rnd(B, H) if lstm else None,
                 c0=rnd(B, H) if lstm else None, w_hh=rnd(GH, K) / K ** 0.5, w_hr=rnd(K, H) if proj else None,

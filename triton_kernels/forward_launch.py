@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 from torch.library import wrap_triton
 
-from rnnfused._cells import CellKind
+from rnnfused._cells import CellKind, cell_state_dtype
 
 from .configs import KernelConfig
 from .dispatch import PathChoice, num_tiles
-from .launch_common import cell_dtype, cell_meta, cuda_time_ms, interpreted, lookup_config
+from .launch_common import cell_meta, cuda_time_ms, interpreted, lookup_config
 from .persistent_kernels import forward_persistent_kernel
 from .step_kernels import forward_step_kernel
 
@@ -42,10 +42,10 @@ def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tenso
     output = xg.new_empty(T, B, K)                                              # [T, B, K]
     h_n = xg.new_empty(B, K)                                                    # [B, K]
     h_buf = xg.new_empty(2, B, K)                                               # [2, B, K] ping-pong state
-    cells = xg.new_empty(T if lstm else 0, B, H, dtype=cell_dtype(xg.dtype))    # [T, B, H]
+    cells = xg.new_empty(T if lstm else 0, B, H, dtype=cell_state_dtype(xg.dtype))    # [T, B, H]
     saved = xg.new_empty(T, B, kind.saved_per_unit * H)                         # [T, B, S·H]
     cell_out = xg.new_empty(T, B, H) if proj else output                        # [T, B, H] r_t before W_hr
-    c0c = c0.to(cell_dtype(xg.dtype)).contiguous() if lstm else None            # [B, H]
+    c0c = c0.to(cell_state_dtype(xg.dtype)).contiguous() if lstm else None            # [B, H]
     # Unused pointer arguments get a placeholder tensor (never dereferenced: the flags compile their uses away).
     ptrs = (xg, xg if b_hh is None else b_hh, w_hh, h0, h_buf, h_n, c0c if lstm else xg, cells if lstm else xg,
             cell_out, saved if kind.saved_per_unit else xg, xg if lengths is None else lengths)

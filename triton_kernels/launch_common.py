@@ -1,4 +1,4 @@
-"""What the forward and backward launchers share: cell ids, compile-time flags, mode detection, the config lookup."""
+"""What the forward and backward launchers share: compile-time flags, mode detection, the config lookup."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -6,15 +6,12 @@ from typing import Callable, Optional
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from rnnfused._cells import CellKind, cell_state_dtype
+from rnnfused._cells import CELL_IDS, CellKind
 
 from . import configs
 from .configs import KernelConfig
 from .dispatch import PathChoice
 from .step_kernels import forward_step_kernel
-
-CELL_IDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # cell_math.py's LSTM, GRU, RNN_TANH, RNN_RELU
-
 
 def _defined_interpreted() -> bool:
     try:
@@ -34,11 +31,6 @@ def interpreted() -> bool:
     return _INTERPRETED
 
 
-def is_traced(t: torch.Tensor) -> bool:
-    """True for fake / functional tensors (torch.compile, opcheck): no data, nothing to time."""
-    return is_fake(t)
-
-
 def dot_precision(dtype: torch.dtype) -> str:
     """tl.dot precision for float32 follows torch's matmul TF32 switch (off by default): 'ieee' or 'tf32'."""
     if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
@@ -53,14 +45,10 @@ def cell_meta(kind: CellKind, cfg: KernelConfig, dtype: torch.dtype, reverse: bo
                 PRECISION=dot_precision(dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
 
 
-def cell_dtype(dtype: torch.dtype) -> torch.dtype:
-    return cell_state_dtype(dtype)
-
-
 def lookup_config(direction: str, choice: PathChoice, kind: CellKind, like: torch.Tensor, B: int, H: int, K: int,
                   time_config: Optional[Callable[[KernelConfig], float]]) -> KernelConfig:
     key = configs.config_key(direction, choice.path, kind.name, like.dtype, B, H, K, like.device)
-    can_time = like.device.type == "cuda" and not is_traced(like)
+    can_time = like.device.type == "cuda" and not is_fake(like)  # fake tensors (torch.compile): nothing to time
     return configs.get_config(key, choice.path, B, H, K, interpreted(), can_time, time_config)
 
 

@@ -6,39 +6,20 @@ Semantics and saved-tensor formats are those of the C++ ops (csrc/sequence/drive
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from rnnfused._cells import CellKind
-from rnnfused._ops import LayerInputs
-from rnnfused.functional import check_layer_inputs
+from rnnfused._cells import CellKind, cell_state_dtype
+from rnnfused._inputs import LayerInputs
+from rnnfused._validation import check_layer_inputs, check_op_lengths, check_saved
 
 from . import step_ops  # noqa: F401  (registers rnnfused::_triton_*_steps)
 from .backward_launch import BackwardResult, backward_recurrence
 from .dispatch import choose_path
 from .forward_launch import ForwardResult, forward_recurrence
-from .launch_common import cell_dtype, interpreted, is_traced
-
-
-def _check_lengths(op: str, lengths: Optional[Tensor], B: int, T: int) -> None:
-    if lengths is None:
-        return
-    if lengths.device.type != "cpu" or lengths.dtype != torch.int64 or lengths.shape != (B,):
-        raise RuntimeError(f"{op}: lengths must be a CPU int64 tensor of shape [{B}], got {lengths.dtype} "
-                           f"{list(lengths.shape)} on {lengths.device}")
-    if not is_traced(lengths):  # value checks read data: eager only (the functional API checks before compiling)
-        lo, hi = int(lengths.min()), int(lengths.max())
-        if lo < 1 or hi > T:
-            raise RuntimeError(f"{op}: lengths must lie in [1, seq_len={T}], got values in [{lo}, {hi}]")
-
-
-def _check_like(op: str, name: str, t: Tensor, shape: Sequence[int], dtype: torch.dtype, device) -> Tensor:
-    if not isinstance(t, Tensor) or list(t.shape) != list(shape) or t.dtype != dtype or t.device != device:
-        got = f"{t.dtype} {list(t.shape)} on {t.device}" if isinstance(t, Tensor) else type(t).__name__
-        raise RuntimeError(f"{op}: {name} must be {dtype} {list(shape)} on {device}, got {got}")
-    return t.contiguous()
+from .launch_common import interpreted
 
 
 def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
@@ -46,7 +27,7 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
         check_layer_inputs(kind, x)
     except ValueError as exc:
         raise RuntimeError(f"{op}: {exc}") from None
-    _check_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0])
+    check_op_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0])
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
     return x._replace(input=c(x.input), h0=c(x.h0), c0=c(x.c0), w_ih=c(x.w_ih), w_hh=c(x.w_hh), b_ih=c(x.b_ih),
                       b_hh=c(x.b_hh), w_hr=c(x.w_hr))
@@ -98,16 +79,16 @@ def layer_backward(kind: CellKind, grad_output: Tensor, grad_h_n: Tensor, grad_c
     GH, K = x.w_hh.shape
     H = GH // kind.gates
     dt, dev = x.input.dtype, x.input.device
-    output = _check_like(op, "output", output, (T, B, K), dt, dev)
-    grad_output = _check_like(op, "grad_output", grad_output, (T, B, K), dt, dev)
-    grad_h_n = _check_like(op, "grad_h_n", grad_h_n, (B, K), dt, dev)
-    saved = (_check_like(op, "saved", saved, (T, B, kind.saved_per_unit * H), dt, dev) if kind.saved_per_unit
+    output = check_saved(op, "output", output, (T, B, K), dt, dev)
+    grad_output = check_saved(op, "grad_output", grad_output, (T, B, K), dt, dev)
+    grad_h_n = check_saved(op, "grad_h_n", grad_h_n, (B, K), dt, dev)
+    saved = (check_saved(op, "saved", saved, (T, B, kind.saved_per_unit * H), dt, dev) if kind.saved_per_unit
              else x.input.new_empty(T, B, 0))
     if kind.has_cell_state:
-        grad_c_n = _check_like(op, "grad_c_n", grad_c_n, (B, H), dt, dev)
-        cells = _check_like(op, "cells", cells, (T, B, H), cell_dtype(dt), dev)
+        grad_c_n = check_saved(op, "grad_c_n", grad_c_n, (B, H), dt, dev)
+        cells = check_saved(op, "cells", cells, (T, B, H), cell_state_dtype(dt), dev)
     else:
-        cells = x.input.new_empty(0, B, H, dtype=cell_dtype(dt))
+        cells = x.input.new_empty(0, B, H, dtype=cell_state_dtype(dt))
     lengths = None if x.lengths is None else x.lengths.to(dev)
     h_prev_seq = previous_states(output, x.h0, lengths, x.reverse)  # [T, B, K]
     choice = choose_path(x.w_hr is not None, interpreted())

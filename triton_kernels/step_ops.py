@@ -11,12 +11,11 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from rnnfused._cells import CELL_KINDS
+from rnnfused._cells import CELL_KINDS, cell_state_dtype
 
 from .backward_launch import backward_recurrence
 from .dispatch import PathChoice
 from .forward_launch import forward_recurrence
-from .launch_common import cell_dtype
 
 _STEP = PathChoice("step", "per-step kernels")
 
@@ -34,7 +33,7 @@ def _(cell, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse):
     kind = CELL_KINDS[cell]
     T, B, GH = xg.shape
     H, K = GH // kind.gates, w_hh.shape[1]
-    cells = xg.new_empty(T if kind.has_cell_state else 0, B, H, dtype=cell_dtype(xg.dtype))
+    cells = xg.new_empty(T if kind.has_cell_state else 0, B, H, dtype=cell_state_dtype(xg.dtype))
     return xg.new_empty(T, B, K), xg.new_empty(B, K), cells, xg.new_empty(T, B, kind.saved_per_unit * H)
 
 
@@ -55,6 +54,6 @@ def _(cell, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse, o
     H = GH // kind.gates
     lstm = kind.has_cell_state
     dgh = output.new_empty(T, B, GH) if kind.name == "gru" else output.new_empty(0)
-    grad_c0 = output.new_empty(B if lstm else 0, H, dtype=cell_dtype(output.dtype))
+    grad_c0 = output.new_empty(B if lstm else 0, H, dtype=cell_state_dtype(output.dtype))
     dh_seq = output.new_empty(T, B, K) if w_hr is not None else output.new_empty(0)
     return output.new_empty(T, B, GH), dgh, output.new_empty(B, K), grad_c0, dh_seq

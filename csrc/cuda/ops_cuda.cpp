@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../sequence/stepwise_ops.h"
+#include "../sequence/layer_ops.h"
 #include "dispatch.h"
 #include "persistent/persistent.h"
 #include "graph_cache.h"
@@ -76,7 +76,7 @@ BackwardResult stepwise_backward(const LayerArgs& a, const at::Tensor& grad_outp
   return sequence_backward<Cell, CudaPointwise>(a, grad_output, grad_h_n, grad_c_n, fwd);
 }
 
-// The Runner (see csrc/sequence/stepwise_ops.h) of the cuda backend.
+// The Runner (see csrc/sequence/layer_ops.h) of the cuda backend.
 struct CudaRunner {
   template <typename Cell>
   static ForwardResult forward(const LayerArgs& a) {
@@ -107,6 +107,6 @@ struct CudaRunner {
 }  // namespace
 }  // namespace cuda
 
-TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_layer_ops<LayerOps<cuda::CudaRunner>>(m); }
+TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_layer_ops<cuda::CudaRunner>(m); }
 
 }  // namespace rnnfused

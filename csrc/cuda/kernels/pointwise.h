@@ -2,7 +2,7 @@
 //
 // Torch-free: the launchers in csrc/cuda include this header; the kernels live in pointwise_forward.cu and
 // pointwise_backward.cu, which explicitly instantiate these templates for
-//   Cell ∈ {LstmCell, GruCell, RnnTanhCell, RnnReluCell}   (csrc/common/cell_math.h)
+//   every Cell of the registry (RNNF_FOR_EACH_CELL, csrc/common/cells.h)
 //   (T, C) ∈ {(double, double), (float, float), (__half, float), (__nv_bfloat16, float)}
 // (T = storage dtype, C = arithmetic and LSTM cell-state dtype). The semantics are those of the CPU loops
 // (csrc/cpu/pointwise_cpu.h) and of the field comments in csrc/common/step.h.

@@ -106,7 +106,9 @@ cudaError_t forward_step(const ForwardStep<T, C>& s, cudaStream_t stream) {
 
 #define RNNF_INSTANTIATE_FORWARD(Cell, T, C) \
   template cudaError_t forward_step<Cell, T, C>(const ForwardStep<T, C>&, cudaStream_t);
-RNNF_CUDA_FOR_EACH_CELL_AND_TYPE(RNNF_INSTANTIATE_FORWARD)
+#define RNNF_INSTANTIATE_FORWARD_CELL(Cell) RNNF_CUDA_FOR_EACH_TYPE(RNNF_INSTANTIATE_FORWARD, Cell)
+RNNF_FOR_EACH_CELL(RNNF_INSTANTIATE_FORWARD_CELL)
+#undef RNNF_INSTANTIATE_FORWARD_CELL
 #undef RNNF_INSTANTIATE_FORWARD
 
 }  // namespace cuda
