@@ -76,6 +76,10 @@ def _check_devices(op: str, x: LayerInputs) -> None:
         t = getattr(x, name)
         if t is not None and t.device != x.input.device:
             raise RuntimeError(f"{op}: {name} must be on {x.input.device} like input, got {t.device}")
+    # lengths: on the CPU (value-checked by the op) or already on input's device (not value-checked: no GPU sync).
+    if x.lengths is not None and x.lengths.device.type != "cpu" and x.lengths.device != x.input.device:
+        raise RuntimeError(f"{op}: lengths must be on the CPU or on {x.input.device} like input, got "
+                           f"{x.lengths.device}")
 
 
 def _forward_fake(kind: CellKind):
