@@ -16,8 +16,10 @@
 //
 // Shapes: T steps, B batch, I input size, H hidden size, G gates (LSTM 4, GRU 3, RNN 1),
 //         H_out = proj_size when w_hr is given (LSTM only) else H. cells is float32 for 16-bit dtypes.
-//   lengths: optional int64 tensor [B], values in [1, T]: row b runs steps t < lengths[b] (forward or reverse in time)
-//            and its padded steps give zero output and leave its state alone (PackedSequence semantics).
+//   lengths: optional int64 tensor [B], values in [1, T]: row b runs steps t < lengths[b] (forward or reverse
+//            in time) and its padded steps give zero output and leave its state alone (PackedSequence semantics).
+//            On the CPU (values checked, copied to the device) or already on input's device (not value-checked:
+//            no GPU sync, capturable in a CUDA graph; see checked_lengths in sequence/layer_args.h).
 //   reverse: run the sequence from t = T-1 down to 0 (the backward direction of a bidirectional layer).
 #include <torch/library.h>
 

@@ -74,8 +74,9 @@ def check_layer_inputs(kind: CellKind, x: LayerInputs) -> None:
 
 
 def as_lengths(lengths: Lengths, batch: int, steps: int) -> Optional[Tensor]:
-    """The functional API's ``lengths`` (a tensor or a sequence of ints) as the int64 CPU tensor [B] the ops take,
-    with values in [1, steps]."""
+    """The functional API's ``lengths`` (a tensor or a sequence of ints) as an int64 CPU tensor [B] with values checked
+    to lie in [1, steps]. (A CUDA tensor given during CUDA-graph capture, when it cannot be read, is passed on as it
+    is: the op then requires it on the input's device.)"""
     if lengths is None:
         return None
     if isinstance(lengths, Tensor):
@@ -83,6 +84,8 @@ def as_lengths(lengths: Lengths, batch: int, steps: int) -> Optional[Tensor]:
             raise ValueError(f"lengths must hold integers, got dtype {lengths.dtype}")
         if lengths.shape != (batch,):
             raise ValueError(f"lengths must have shape [{batch}] (one length per batch row), got {list(lengths.shape)}")
+        if lengths.is_cuda and torch.cuda.is_current_stream_capturing():
+            return lengths.detach().to(torch.int64)  # cannot be read while capturing: used as given, unchecked
         lengths = lengths.detach().to("cpu", torch.int64)
         # Value checks read the data; under torch.compile the op checks them instead (no data-dependent guard).
         if not torch.compiler.is_compiling() and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
@@ -97,14 +100,19 @@ def as_lengths(lengths: Lengths, batch: int, steps: int) -> Optional[Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------- raw ops (Triton, fakes)
-def check_op_lengths(op: str, lengths: Optional[Tensor], batch: int, steps: int) -> None:
-    """A raw op's ``lengths``: None, or an int64 CPU tensor [B] with values in [1, steps] (RuntimeError)."""
+def check_op_lengths(op: str, lengths: Optional[Tensor], batch: int, steps: int, device: torch.device) -> None:
+    """A raw op's ``lengths`` (RuntimeError): None, or int64 [B] on the CPU (values checked to lie in [1, steps]) or
+    already on the input's ``device`` (values NOT checked: reading them would synchronize with the GPU and break
+    CUDA-graph capture; the modules and the functional API check values before they move lengths to the device).
+    Out-of-range device values give wrong rows, never out-of-bounds accesses: every kernel only compares
+    t < lengths[b] and never indexes memory with a length."""
     if lengths is None:
         return
-    if lengths.device.type != "cpu" or lengths.dtype != torch.int64 or lengths.shape != (batch,):
-        raise RuntimeError(f"{op}: lengths must be a CPU int64 tensor of shape [{batch}], got {lengths.dtype} "
-                           f"{list(lengths.shape)} on {lengths.device}")
-    if not torch._subclasses.fake_tensor.is_fake(lengths):  # value checks read data: eager only
+    if (lengths.device.type != "cpu" and lengths.device != device) or lengths.dtype != torch.int64 or \
+            lengths.shape != (batch,):
+        raise RuntimeError(f"{op}: lengths must be an int64 tensor of shape [{batch}] on the CPU or on {device} like "
+                           f"input, got {lengths.dtype} {list(lengths.shape)} on {lengths.device}")
+    if lengths.device.type == "cpu" and not torch._subclasses.fake_tensor.is_fake(lengths):  # eager CPU values only
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 1 or hi > steps:
             raise RuntimeError(f"{op}: lengths must lie in [1, seq_len={steps}], got values in [{lo}, {hi}]")
@@ -125,6 +133,10 @@ def check_same_device(op: str, x: LayerInputs) -> None:
         t = getattr(x, name)
         if t is not None and t.device != x.input.device:
             raise RuntimeError(f"{op}: {name} must be on {x.input.device} like input, got {t.device}")
+    # lengths: on the CPU (value-checked by the op) or already on input's device (not value-checked: no GPU sync).
+    if x.lengths is not None and x.lengths.device.type != "cpu" and x.lengths.device != x.input.device:
+        raise RuntimeError(f"{op}: lengths must be on the CPU or on {x.input.device} like input, got "
+                           f"{x.lengths.device}")
 
 
 # ---------------------------------------------------------------------------------------------------- modules

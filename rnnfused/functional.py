@@ -19,6 +19,7 @@ from torch import Tensor
 
 from . import backends
 from ._cells import CellKind, cell_kind
+from ._device_lengths import lengths_on_device
 from ._inputs import LayerInputs
 from ._validation import Lengths, as_lengths, check_layer_inputs
 
@@ -42,7 +43,7 @@ def _layer(kind: CellKind, input: Tensor, h0: Optional[Tensor], c0: Optional[Ten
         c0 = input.new_zeros(B, H) if (c0 is None and kind.has_cell_state) else c0
     x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, None, bool(reverse))
     check_layer_inputs(kind, x)
-    x = x._replace(lengths=as_lengths(lengths, input.shape[1], input.shape[0]))
+    x = x._replace(lengths=lengths_on_device(as_lengths(lengths, input.shape[1], input.shape[0]), input.device))
     output, h_n, c_n = run_layer(kind, x, backend)
     if batch_first:
         output = output.transpose(0, 1)

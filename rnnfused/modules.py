@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ._cells import CellKind, cell_kind
+from ._device_lengths import lengths_on_device
 from ._inputs import LayerInputs
 from ._validation import check_cell_inputs, check_cell_rank, check_module_devices
 from .functional import run_layer
@@ -207,7 +208,8 @@ class _FusedRNNBase(nn.RNNBase):
         if batch_sizes is not None:
             # Padded, in the packed (length-sorted) batch order; lengths go into the ops.
             x, lengths = pad_packed_sequence(PackedSequence(data, batch_sizes))
-            out, h_n, c_n = self._run_layers(x, h0, c0, lengths)
+            # One non-blocking copy to the device for all layers and directions (the ops would each block on it).
+            out, h_n, c_n = self._run_layers(x, h0, c0, lengths_on_device(lengths, x.device))
             output = PackedSequence(pack_padded_sequence(out, lengths).data, batch_sizes, sorted_indices,
                                     unsorted_indices)
         else:

@@ -248,10 +248,15 @@ def test_mixed_devices_are_an_error_naming_the_argument():
         op_for(Case("lstm").kind)(*forward_args(Case("lstm").kind, bad))
 
 
-def test_lengths_on_the_gpu_are_an_error_naming_lengths():
+def test_lengths_on_the_gpu_are_accepted_and_must_be_int64():
+    """lengths already on the input's GPU: used without a host copy or value check (issue 13), same results."""
     x = make_inputs(Case("gru", lengths=(5, 2, 4)), dtype=torch.float32, device="cuda", requires_grad=False)
+    op = op_for(Case("gru").kind)
+    for a, b in zip(op(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda()))),
+                    op(*forward_args(Case("gru").kind, x))):
+        assert torch.equal(a, b)
     with pytest.raises(RuntimeError, match="lengths"):
-        op_for(Case("gru").kind)(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda())))
+        op(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda().int())))
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -50,6 +50,8 @@ class Result:
     registers: int = -1
     spill_stores: int = -1
     spill_loads: int = -1
+    cooperative: bool = False   # compiled for a cooperative launch (metadata.launch_cooperative_grid)
+    spin_bounded: bool = False  # the PTX compares the barrier's poll count with the spin_limit parameter
     error: str = ""
 
 
@@ -97,11 +99,11 @@ def _compile(case: Case) -> Result:
     for i, name in enumerate(fn.arg_names):
         if name in const:
             signature[name] = "constexpr"
-        elif name in ("s", "T", "B", "H", "K"):
+        elif name in ("s", "T", "B", "H", "K", "spin_limit"):
             signature[name] = "i32"
         elif name == "lengths_ptr":
             signature[name] = "*i64"
-        elif name == "barrier_ptr":
+        elif name in ("barrier_ptr", "stall_ptr"):
             signature[name] = "*i32"
         else:
             signature[name] = cell_ptr if name in cell_state_args else ptr
@@ -110,14 +112,34 @@ def _compile(case: Case) -> Result:
             # matter (256, 1024, …) are multiples of 16 (B is not assumed to be: B=8 is a benchmark shape).
             attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn, signature, constexprs=const, attrs=attrs)
+    options = {"num_warps": warps, "num_stages": stages}
+    if "persistent" in case.kernel:
+        from .launch_common import PERSISTENT_LAUNCH_OPTIONS  # as the launchers launch them
+
+        options.update(PERSISTENT_LAUNCH_OPTIONS)
     try:
-        kernel = triton.compile(src, target=GPUTarget("cuda", case.arch, 32),
-                                options={"num_warps": warps, "num_stages": stages})
+        kernel = triton.compile(src, target=GPUTarget("cuda", case.arch, 32), options=options)
     except Exception as exc:  # a compile error is a result (reported, and failed by the test)
         return Result(case, False, error=f"{type(exc).__name__}: {str(exc)[-2000:]}")
     res = Result(case, True, shared=int(kernel.metadata.shared))
     res.registers, res.spill_stores, res.spill_loads = _ptxas_usage(kernel.asm["ptx"], case.arch)
+    res.cooperative = bool(getattr(kernel.metadata, "launch_cooperative_grid", False))
+    if "spin_limit" in fn.arg_names:
+        runtime_args = [n for n in fn.arg_names if signature[n] != "constexpr"]
+        res.spin_bounded = compares_param(kernel.asm["ptx"], case.kernel, runtime_args.index("spin_limit"))
     return res
+
+
+def compares_param(ptx: str, kernel: str, index: int) -> bool:
+    """True when the PTX loads kernel parameter `index` and a setp (a comparison) reads the register it went to, or
+    a register copied from it: proof that the value bounds a loop rather than being dropped as dead code."""
+    load = re.search(rf"ld\.param\.[bus]32\s+(%r\d+),\s*\[{re.escape(kernel)}_param_{index}\];", ptx)
+    if load is None:
+        return False
+    regs = {load.group(1)}
+    for _ in range(4):  # follow mov chains (loop-invariant copies)
+        regs |= set(re.findall(rf"mov\.[bus]32\s+(%r\d+),\s*(?:{'|'.join(map(re.escape, regs))});", ptx))
+    return any(re.search(rf"setp\.[a-z]+\.[bsu]32\s+%p\d+,\s*[^;]*{re.escape(r)}\b[^;]*;", ptx) for r in regs)
 
 
 def _ptxas_usage(ptx: str, arch: int):

@@ -8,8 +8,8 @@ schema string is passed too, for versions that read it.
 triton_op registers the traced body as the fake function; rnnfused._op_family.register_family("_triton") then replaces
 it with the family's shape-only fake (the same one the C++ ops use: cheaper, and it needs no kernel — the
 interpreter's kernels cannot run on fake tensors) and registers the autograd formula (BPTT through the
-*_backward_triton op). Under torch.compile the triton_op is still decomposed into its body (GEMMs + one
-recurrence node), which is what lets Inductor see the persistent kernel.
+*_backward_triton op). Under torch.compile the triton_op is still decomposed into its body: the GEMMs, which
+Inductor compiles, and one opaque recurrence node for either path (recurrence_ops.py).
 """
 from __future__ import annotations
 
