@@ -254,5 +254,9 @@ def test_lengths_on_the_gpu_are_an_error_naming_lengths():
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_cuda_path_is_stepwise_for_now(cell):
-    assert rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16) == "stepwise"
+def test_cuda_path_follows_the_fit_rule_and_the_crossover_table(cell):
+    """bf16 H=256 fits the persistent kernels; the shipped (unmeasured) crossover table allows them up to batch 64."""
+    path, why = rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "persistent" and "batch 8 <= 64" in why, why
+    path, why = rnnfused.cuda_path(cell, 512, 256, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "stepwise" and "batch 256 > 64" in why, why

@@ -6,27 +6,113 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 
+#include "crossover.h"
 #include "persistent/persistent.h"
 
 namespace rnnfused {
 namespace cuda {
 
-CudaPath choose_path(CellType /*cell*/, const LayerArgs& a) {
+namespace {
+
+struct TableHolder {
+  std::mutex mutex;
+  std::shared_ptr<const CrossoverTable> table;
+};
+
+TableHolder& table_holder() {
+  static TableHolder* h = [] {
+    auto* holder = new TableHolder();
+    auto table = std::make_shared<CrossoverTable>();
+    std::string error;
+    TORCH_CHECK(parse_crossover(kDefaultCrossover, table.get(), &error), "rnnfused: built-in crossover table: ",
+                error);
+    holder->table = table;
+    return holder;
+  }();
+  return *h;
+}
+
+std::shared_ptr<const CrossoverTable> current_table() {
+  TableHolder& h = table_holder();
+  const std::lock_guard<std::mutex> lock(h.mutex);
+  return h.table;
+}
+
+const char* dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kHalf:
+      return "float16";
+    case at::kFloat:
+      return "float32";
+    case at::kDouble:
+      return "float64";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+void set_crossover_table(const std::string& text, const std::string& origin) {
+  auto table = std::make_shared<CrossoverTable>();
+  std::string error;
+  TORCH_CHECK(parse_crossover(text, table.get(), &error), "rnnfused: ", origin, ": ", error);
+  if (table->source.empty()) table->source = origin;
+  TableHolder& h = table_holder();
+  const std::lock_guard<std::mutex> lock(h.mutex);
+  h.table = table;
+}
+
+std::string crossover_table_summary() {
+  const auto t = current_table();
+  std::string s = "source: " + t->source;
+  for (const CrossoverRow& r : t->rows) s += "; " + describe_row(r);
+  return s;
+}
+
+CudaPath choose_path(CellType cell, const LayerArgs& a, std::string* why) {
+  std::string local;
+  std::string& reason = why ? *why : local;
   // RNNFUSED_CUDA_PATH=stepwise|persistent forces a path (benchmarks, debugging); unset or "auto": the rule below.
   const char* forced = std::getenv(kPathEnvVar);
-  if (forced != nullptr && std::strcmp(forced, "stepwise") == 0) return CudaPath::kStepwise;
+  if (forced != nullptr && std::strcmp(forced, "stepwise") == 0) {
+    reason = std::string(kPathEnvVar) + "=stepwise";
+    return CudaPath::kStepwise;
+  }
   std::string why_not;
   const bool fits = persistent::persistent_supported(a, &why_not);
   if (forced != nullptr && std::strcmp(forced, "persistent") == 0) {
     TORCH_CHECK(fits, kPathEnvVar, "=persistent, but this layer cannot run on the persistent path: ", why_not);
+    reason = std::string(kPathEnvVar) + "=persistent (the crossover table is not consulted)";
     return CudaPath::kPersistent;
   }
   TORCH_CHECK(forced == nullptr || forced[0] == '\0' || std::strcmp(forced, "auto") == 0, kPathEnvVar,
               " must be stepwise, persistent or auto, got '", forced, "'");
-  // The rule: the persistent kernels whenever their fit rule accepts the layer (weights fit on chip, a
-  // tensor-core math mode, cooperative launch), else the step-wise path, which serves every shape and dtype.
-  return fits ? CudaPath::kPersistent : CudaPath::kStepwise;
+  // The rule: the persistent kernels when they fit (weights on chip, a tensor-core math mode, cooperative launch)
+  // and the measured crossover table chooses them for this batch size; else the step-wise path, which serves every
+  // shape and dtype.
+  const bool persistent = decide_persistent(*current_table(), cell_name(cell), dtype_name(a.input.scalar_type()),
+                                            a.H, a.B, fits, why_not, &reason);
+  return persistent ? CudaPath::kPersistent : CudaPath::kStepwise;
+}
+
+const char* cell_name(CellType cell) {
+  switch (cell) {
+    case CellType::kLstm:
+      return "lstm";
+    case CellType::kGru:
+      return "gru";
+    case CellType::kRnnTanh:
+      return "rnn_tanh";
+    case CellType::kRnnRelu:
+      return "rnn_relu";
+  }
+  return "unknown";
 }
 
 const char* path_name(CudaPath path) {
@@ -71,9 +157,10 @@ at::ScalarType parse_dtype(const std::string& dtype) {
 
 }  // namespace
 
-std::string query_path(const std::string& cell, int64_t seq_len, int64_t batch, int64_t input_size,
-                       int64_t hidden_size, int64_t proj_size, const std::string& dtype, bool bias, bool lengths,
-                       bool reverse, int64_t device) {
+std::pair<std::string, std::string> query_path(const std::string& cell, int64_t seq_len, int64_t batch,
+                                               int64_t input_size, int64_t hidden_size, int64_t proj_size,
+                                               const std::string& dtype, bool bias, bool lengths, bool reverse,
+                                               int64_t device) {
   const CellType type = parse_cell(cell);
   TORCH_CHECK(seq_len > 0 && batch > 0 && input_size > 0 && hidden_size > 0 && proj_size >= 0,
               "rnnfused.cuda_path: sizes must be positive (proj_size >= 0), got seq_len=", seq_len, ", batch=", batch,
@@ -111,7 +198,9 @@ std::string query_path(const std::string& cell, int64_t seq_len, int64_t batch, 
   }
   if (proj_size > 0) a.w_hr = placeholder({H_out, hidden_size}, st);
   if (lengths) a.lengths = placeholder({batch}, at::kLong);
-  return path_name(choose_path(type, a));
+  std::string why;
+  const CudaPath path = choose_path(type, a, &why);
+  return {path_name(path), why};
 }
 
 }  // namespace cuda

@@ -1,0 +1,9 @@
+// Persistent forward kernels of the GRU cell, every storage type and synchronisation variant
+// (see persistent_kernel.cuh; one translation unit per cell and direction keeps parallel builds short).
+#include "persistent_kernel.cuh"
+
+namespace rnnfused {
+namespace persistent {
+RNNF_PERSISTENT_INSTANTIATE_FORWARD(GruCell)
+}  // namespace persistent
+}  // namespace rnnfused

@@ -1,0 +1,9 @@
+// Persistent backward kernels of the Elman RNN (relu) cell, every storage type and synchronisation variant
+// (see persistent_kernel.cuh; one translation unit per cell and direction keeps parallel builds short).
+#include "persistent_kernel.cuh"
+
+namespace rnnfused {
+namespace persistent {
+RNNF_PERSISTENT_INSTANTIATE_BACKWARD(RnnReluCell)
+}  // namespace persistent
+}  // namespace rnnfused
