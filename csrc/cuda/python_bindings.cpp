@@ -8,11 +8,35 @@
 #include "kernels/pointwise.h"
 #include "persistent/persistent.h"
 
+// RNNFUSED_CUDA_ARCHES (set by setup.py): the code targets of the CUDA kernels, e.g. sm_80,sm_90,compute_90.
+#define RNNF_STRINGIFY(...) #__VA_ARGS__
+#define RNNF_STRING(...) RNNF_STRINGIFY(__VA_ARGS__)
+
 namespace rnnfused {
 namespace cuda {
+namespace {
+
+pybind11::tuple split_commas(const std::string& s) {
+  pybind11::list out;
+  size_t at = 0;
+  while (at < s.size()) {
+    const size_t end = s.find(',', at);
+    out.append(s.substr(at, end == std::string::npos ? std::string::npos : end - at));
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return pybind11::tuple(out);
+}
+
+}  // namespace
 
 void bind_python(pybind11::module_& m) {
   namespace py = pybind11;
+#ifdef RNNFUSED_CUDA_ARCHES
+  m.attr("cuda_arches") = split_commas(RNNF_STRING(RNNFUSED_CUDA_ARCHES));
+#else
+  m.attr("cuda_arches") = py::tuple();
+#endif
   m.def("cuda_path", &query_path,
         "(path, why): the CUDA path (stepwise / persistent) a layer-direction of this configuration takes",
         py::arg("cell"), py::arg("seq_len"), py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"),

@@ -6,6 +6,7 @@
 namespace rnnfused {
 namespace cuda {
 
+// cuda_arches                    the code targets the kernels were built for ("sm_90", "compute_90", ...)
 // cuda_path(...)                 (path, why) a layer configuration takes (dispatch.h)
 // set_persistent_crossover(t, o)  the dispatch rule's crossover table (crossover.h); persistent_crossover()
 // cuda_graph_stats()             {"captures", "replays", "cached"} of the CUDA-graph cache (graph_cache.h)
