@@ -1,6 +1,7 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
 from . import _op_family, backends, functional, reference  # _op_family: registers fakes/autograd of the C++ ops
-from ._cuda import clear_cuda_graphs, cuda_graph_stats, cuda_path
+from ._cuda import (clear_cuda_graphs, cuda_arches, cuda_graph_stats, cuda_path, load_crossover_table,
+                    persistent_crossover, persistent_stall)
 from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
@@ -23,6 +24,10 @@ __all__ = [
     "cuda_built",
     "EXTENSION_ERROR",
     "cuda_path",
+    "cuda_arches",
+    "load_crossover_table",
+    "persistent_crossover",
+    "persistent_stall",
     "cuda_graph_stats",
     "clear_cuda_graphs",
 ]

@@ -58,7 +58,9 @@ def _cuda_unavailable(device, dtype):
     if not _extension.cuda_built():
         return ("rnnfused._C was built without CUDA; rebuild with a CUDA build of torch and nvcc "
                 "(RNNFUSED_BUILD_CUDA=1 CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e .)")
-    return None
+    from ._cuda import kernel_image_unavailable  # a GPU the build has no kernel image for: auto moves on
+
+    return kernel_image_unavailable(device)
 
 
 _REGISTRY: Dict[str, LayerBackend] = {

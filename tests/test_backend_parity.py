@@ -78,7 +78,7 @@ def test_low_precision_error_bounded_by_reference_error(case, dtype, backend, de
             assert _max_error([a], [t]) <= bound
 
 
-# ------------------------------------------------------------- lengths on the GPU, CUDA-graph capture (issue 13)
+# ------------------------------------------------------------- lengths on the GPU, CUDA-graph capture
 @requires_cuda
 @pytest.mark.parametrize("cuda_path", ["stepwise", "persistent"])
 @pytest.mark.parametrize("case", [Case("lstm", B=4, T=6, I=8, H=32, lengths=(6, 1, 4, 4), reverse=True),

@@ -249,7 +249,7 @@ def test_mixed_devices_are_an_error_naming_the_argument():
 
 
 def test_lengths_on_the_gpu_are_accepted_and_must_be_int64():
-    """lengths already on the input's GPU: used without a host copy or value check (issue 13), same results."""
+    """lengths already on the input's GPU: used without a host copy or value check, same results."""
     x = make_inputs(Case("gru", lengths=(5, 2, 4)), dtype=torch.float32, device="cuda", requires_grad=False)
     op = op_for(Case("gru").kind)
     for a, b in zip(op(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda()))),
@@ -260,5 +260,9 @@ def test_lengths_on_the_gpu_are_accepted_and_must_be_int64():
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_cuda_path_is_stepwise_for_now(cell):
-    assert rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16) == "stepwise"
+def test_cuda_path_follows_the_fit_rule_and_the_crossover_table(cell):
+    """bf16 H=256 fits the persistent kernels; the shipped (unmeasured) crossover table allows them up to batch 64."""
+    path, why = rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "persistent" and "batch 8 <= 64" in why, why
+    path, why = rnnfused.cuda_path(cell, 512, 256, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "stepwise" and "batch 256 > 64" in why, why

@@ -293,7 +293,7 @@ def test_cuda_no_kernel_recompilation_across_T(path):
     assert counts[1] == counts[2] == counts[0], counts
 
 
-# ------------------------------------------------------------------------ GPU readiness (issue 13), GPU halves
+# ------------------------------------------------------------------------ GPU readiness, GPU halves
 # The CPU halves are in test_triton_readiness.py. These run with fixed configs (tests/conftest.py) except the tuner's.
 def _fwd_bwd(case, x, upstream_seed=5):
     """Outputs and every gradient of the triton backend, detached."""

@@ -1,4 +1,4 @@
-"""GPU readiness of the Triton backend (issue 13, items 1-4), shown without a GPU.
+"""GPU readiness of the Triton backend, shown without a GPU.
 
     autotuning    tests run with fixed configs; never timed while a CUDA stream captures; tuned once per shape
                   family and cached on disk (keyed by GPU, Triton and rnnfused versions; atomic; bad files are misses)

@@ -9,6 +9,8 @@
 // Torch-free (plain nvcc -c includes it).
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "cell_math.h"
@@ -40,6 +42,27 @@ constexpr int cell_index() {
   RNNF_FOR_EACH_CELL(RNNF_MATCH_CELL)
 #undef RNNF_MATCH_CELL
   return found;
+}
+
+// fn(Cell{}) for the cell whose kName is `name`; false (fn not called) when no cell has that name. The string -> type
+// step of every entry point that takes a cell by name (persistent debug ops, the dispatch query).
+template <typename Fn>
+bool visit_cell(std::string_view name, Fn&& fn) {
+  bool found = false;
+  for_each_cell([&](auto cell) {
+    if (!found && name == decltype(cell)::kName) {
+      found = true;
+      fn(cell);
+    }
+  });
+  return found;
+}
+
+// "lstm, gru, ..." for error messages.
+inline std::string cell_names() {
+  std::string names;
+  for_each_cell([&](auto cell) { names += (names.empty() ? "" : ", ") + std::string(decltype(cell)::kName); });
+  return names;
 }
 
 }  // namespace rnnfused

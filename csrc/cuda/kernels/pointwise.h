@@ -26,5 +26,10 @@ cudaError_t forward_step(const ForwardStep<T, C>& s, cudaStream_t stream);
 template <typename Cell, typename T, typename C>
 cudaError_t backward_step(const BackwardStep<T, C>& s, cudaStream_t stream);
 
+// cudaSuccess when this build holds a kernel image (SASS or PTX) that the current device can run; else the error
+// (cudaErrorNoKernelImageForDevice on a GPU the build did not target), cleared from the runtime's last-error slot.
+// Every .cu file of the extension is built for the same targets, so one kernel answers for all.
+cudaError_t probe_kernel_image();
+
 }  // namespace cuda
 }  // namespace rnnfused
