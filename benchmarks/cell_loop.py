@@ -31,12 +31,14 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
+from rnnfused._cells import CELL_KINDS, CellKind
+
 from . import env_info
+from .config import CELLS  # the registry's nn families: lstm, gru, rnn
 from .timing import TimerSettings, quantile, time_fn
 
 __all__ = ["main", "CellConfig", "measure"]
 
-CELLS = ("lstm", "gru", "rnn")
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 MODES = ("fwd", "fwdbwd")
 SEED = 20240611
@@ -55,15 +57,19 @@ class CellConfig:
         return f"{self.cell}-{self.dtype}-B{self.batch}-H{self.hidden}-T{self.steps}"
 
 
+def _kind(family: str) -> CellKind:
+    """The registry's first cell of an nn family (rnn: tanh, nn.RNNCell's default)."""
+    return next(k for k in CELL_KINDS.values() if k.family == family)
+
+
 def _cells(cfg: CellConfig, device: torch.device):
     """(nn cell, fused cell) with identical weights; input size = hidden size."""
     import rnnfused
 
-    torch_cls = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}[cfg.cell]
-    fused_cls = {"lstm": rnnfused.FusedLSTMCell, "gru": rnnfused.FusedGRUCell, "rnn": rnnfused.FusedRNNCell}[cfg.cell]
+    kind = _kind(cfg.cell)
     torch.manual_seed(SEED + cfg.hidden)
-    ref = torch_cls(cfg.hidden, cfg.hidden).to(device=device, dtype=DTYPES[cfg.dtype])
-    return ref, fused_cls.from_module(ref)
+    ref = kind.torch_cell(cfg.hidden, cfg.hidden).to(device=device, dtype=DTYPES[cfg.dtype])
+    return ref, getattr(rnnfused, kind.cell_module).from_module(ref)
 
 
 class _Loop:
@@ -72,7 +78,7 @@ class _Loop:
     def __init__(self, cfg: CellConfig, device: torch.device):
         g = torch.Generator(device=device).manual_seed(SEED)
         dtype, B, H, T = DTYPES[cfg.dtype], cfg.batch, cfg.hidden, cfg.steps
-        self.is_lstm = cfg.cell == "lstm"
+        self.is_lstm = _kind(cfg.cell).has_cell_state  # the state is a pair (h, c)
         self.x = torch.randn(T, B, H, generator=g, device=device, dtype=dtype).requires_grad_()
         h0 = torch.randn(B, H, generator=g, device=device, dtype=dtype)
         self.state0 = (h0, torch.randn(B, H, generator=g, device=device, dtype=dtype)) if self.is_lstm else h0

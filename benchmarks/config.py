@@ -5,9 +5,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from rnnfused._cells import CELL_KINDS
+
 __all__ = ["BenchConfig", "CELLS", "DTYPES", "MODES", "parse_dtype", "dtype_name"]
 
-CELLS = ("lstm", "gru", "rnn")                                # rnn = Elman RNN with tanh (nn.RNN's default)
+# The nn families of the cell registry (lstm, gru, rnn; rnn = Elman RNN with tanh, nn.RNN's default).
+CELLS = tuple(dict.fromkeys(kind.family for kind in CELL_KINDS.values()))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 MODES = ("fwd", "fwdbwd")                                     # forward under no_grad; forward + backward
 _ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16",

@@ -2,7 +2,7 @@
 
 One benchmark group per config (``lstm-fp16-B16-H768-T1024-fwd``), holding the baseline and every rnnfused
 implementation available here, so ``--benchmark-compare`` lines up runs config by config. On a GPU the configs are
-the headline ones of issues 6/7; without one the same cells and dtypes run at tiny sizes (PyTorch's CPU nn.* as the
+the headline ones (cuDNN's persistent fp16 LSTM, its standard bf16/fp32 paths, GRU); without one the same cells and dtypes run at tiny sizes (PyTorch's CPU nn.* as the
 baseline). Each implementation passes the suite's spot-check against a float64 run before it is timed.
 
     pytest benchmarks/ --benchmark-only                          # run, print the per-group tables

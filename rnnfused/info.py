@@ -39,6 +39,7 @@ def collect() -> Dict[str, object]:
         "triton": triton_version,
         "extension": "loaded" if rnnfused.extension_loaded() else rnnfused.EXTENSION_ERROR,
         "extension built with CUDA": rnnfused.cuda_built(),
+        "extension CUDA targets": ", ".join(rnnfused.cuda_arches()) or "none",
         "GPUs": gpus or ["none"],
         "backends": usable,
     }

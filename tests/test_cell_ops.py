@@ -1,4 +1,4 @@
-"""The single-step cell ops (rnnfused::{lstm,gru,rnn_tanh,rnn_relu}_cell and their backward) and the Fused*Cell
+"""The single-step cell ops (rnnfused::<cell>_cell and <cell>_cell_backward for every cell) and the Fused*Cell
 modules on them: opcheck, float64 gradcheck, parity with nn.*Cell (outputs and gradients), the gradients autograd
 leaves out, bad input, autocast, torch.compile of a cell loop, and the CUDA ops on a GPU."""
 import pytest
@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from rnnfused import FusedGRUCell, FusedLSTMCell, FusedRNNCell
-from rnnfused._cell_ops import cell_backward_op, cell_forward_args, cell_op, reference_cell
+from rnnfused._cell_ops import (cell_backward_arg_names, cell_backward_op, cell_forward_args, cell_op,
+                                cell_output_names, reference_cell)
 from rnnfused._cells import CELL_KINDS
 
 from helpers import requires_cuda
@@ -42,9 +43,8 @@ def run_op(kind_name, args):
     """(h', c') of the cell op, c' None without a cell state."""
     kind = CELL_KINDS[kind_name]
     out = cell_op(kind)(*cell_forward_args(kind, *args))
-    if kind.has_cell_state:
-        return out[0], out[1]
-    return (out[0] if kind.saved_per_unit else out), None
+    out = dict(zip(cell_output_names(kind), out if isinstance(out, tuple) else (out,)))
+    return out["h"], out.get("c")
 
 
 # -------------------------------------------------------------------------------------------------- the raw ops
@@ -58,14 +58,12 @@ def test_opcheck_forward_and_backward_ops(kind, shape, bias):
     # The backward op with the tensors the forward saves, and a mask that leaves some gradients out.
     plain = [a.detach() if a is not None else None for a in args]
     out = cell_op(k)(*cell_forward_args(k, *plain))
-    input, hx, cx, w_ih, w_hh = plain[:5]
-    grad_h = torch.randn_like(hx)
+    values = dict(zip(["input", "hx", "cx", "w_ih", "w_hh"], plain[:5]))
+    values.update(zip(cell_output_names(k), out if isinstance(out, tuple) else (out,)))
+    values.update(grad_h=torch.randn_like(values["hx"]), grad_c=torch.randn_like(values["hx"]))
     for mask in ([True, True, True, bias], [False, True, False, False]):
-        if k.has_cell_state:
-            bargs = (grad_h, torch.randn_like(cx), input, hx, cx, w_ih, w_hh, out[2], out[1], mask)
-        else:
-            bargs = (grad_h, input, hx, w_ih, w_hh, out[1] if k.saved_per_unit else out, mask)
-        torch.library.opcheck(cell_backward_op(k), bargs)
+        values["output_mask"] = mask
+        torch.library.opcheck(cell_backward_op(k), tuple(values[n] for n in cell_backward_arg_names(k)))
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])

@@ -1,5 +1,7 @@
-// The single-step cell ops `rnnfused::{lstm,gru,rnn_tanh,rnn_relu}_cell` and their `*_backward` (schemas: the cell
-// block at the end of csrc/ops.cpp): one step of a cell, as the Fused*Cell modules run it in a Python loop.
+// The single-step cell ops `rnnfused::<cell>_cell` and `<cell>_cell_backward` of every cell of the registry (schemas:
+// csrc/cell/cell_op_schemas.h, defined in csrc/ops.cpp): one step of a cell, as the Fused*Cell modules run it in a
+// Python loop. Boxed kernels read the arguments in schema order from the cell's traits, as the layer ops do
+// (csrc/sequence/layer_ops.h).
 //
 // A single step needs none of the sequence driver's machinery (no [T, ...] buffers, no previous_states, no masks or
 // lengths, no running-state copies):
@@ -22,22 +24,14 @@
 #include <array>
 #include <optional>
 #include <string>
-#include <tuple>
-#include <type_traits>
 
-#include "../common/cell_math.h"
+#include "../common/cells.h"
 #include "../common/step.h"
 #include "../sequence/layer_args.h"
+#include "../sequence/layer_ops.h"
+#include "cell_op_schemas.h"
 
 namespace rnnfused {
-
-// The op name of a cell kind, for error messages ("lstm", "gru", "rnn_tanh", "rnn_relu").
-template <typename Cell>
-const char* cell_op_kind() {
-  if (std::is_same<Cell, LstmCell>::value) return "lstm";
-  if (std::is_same<Cell, GruCell>::value) return "gru";
-  return std::is_same<Cell, RnnReluCell>::value ? "rnn_relu" : "rnn_tanh";
-}
 
 // The checked, contiguous arguments of one step.
 struct CellArgs {
@@ -53,11 +47,10 @@ struct CellArgs {
 
 // Checks every argument of a raw call (each error names the argument and what was expected).
 template <typename Cell>
-CellArgs make_cell_args(const std::string& op, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
+CellArgs make_cell_args(const char* name, const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx,
                         const at::Tensor& w_ih, const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
                         const std::optional<at::Tensor>& b_hh) {
   constexpr int64_t G = Cell::kGates;
-  const char* name = op.c_str();
   TORCH_CHECK(input.dim() == 2, name, ": input must be 2-D [batch, input_size], got ", input.dim(), "-D with shape ",
               input.sizes());
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), name,
@@ -204,106 +197,76 @@ CellGrads cell_backward(const CellArgs& a, const at::Tensor& grad_h, const at::T
   return g;
 }
 
-// The op implementations over a Pointwise policy (CpuPointwise of csrc/cpu, cuda::CudaPointwise of csrc/cuda).
+namespace detail {
+
+// <name>_cell(input, hx, [cx], w_ih, w_hh, b_ih?, b_hh?) -> (h, [c], [saved])
+template <typename Pointwise, typename Cell>
+void cell_forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const std::string name = op.schema().name();
+  const size_t count = op.schema().arguments().size();
+  ArgReader in(stack, count);
+  const at::Tensor input = in.tensor(), hx = in.tensor();
+  const at::Tensor cx = Cell::kHasCellState ? in.tensor() : at::Tensor();
+  const at::Tensor w_ih = in.tensor(), w_hh = in.tensor();
+  const std::optional<at::Tensor> b_ih = in.optional_tensor(), b_hh = in.optional_tensor();
+  torch::jit::drop(*stack, count);
+
+  const at::OptionalDeviceGuard guard(at::device_of(input));  // custom ops get no device guard from the dispatcher
+  const CellArgs a = make_cell_args<Cell>(name.c_str(), input, hx, cx, w_ih, w_hh, b_ih, b_hh);
+  CellForward r = cell_forward<Cell, Pointwise>(a);
+  torch::jit::push(*stack, std::move(r.h));
+  if (Cell::kHasCellState) torch::jit::push(*stack, std::move(r.c));
+  if (Cell::kSaved > 0) torch::jit::push(*stack, std::move(r.saved));
+}
+
+// <name>_cell_backward(grad_h, [grad_c?], input, hx, [cx], w_ih, w_hh, h, [saved], [c], output_mask)
+//   -> (grad_input, grad_hx, [grad_cx], grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
+template <typename Pointwise, typename Cell>
+void cell_backward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const std::string name = op.schema().name();
+  const char* op_name = name.c_str();
+  const size_t count = op.schema().arguments().size();
+  ArgReader in(stack, count);
+  const at::Tensor grad_h = in.tensor();
+  const std::optional<at::Tensor> grad_c = Cell::kHasCellState ? in.optional_tensor() : std::nullopt;
+  const at::Tensor input = in.tensor(), hx = in.tensor();
+  const at::Tensor cx = Cell::kHasCellState ? in.tensor() : at::Tensor();
+  const at::Tensor w_ih = in.tensor(), w_hh = in.tensor(), h = in.tensor();
+  const at::Tensor saved = Cell::kSaved > 0 ? in.tensor() : at::Tensor();
+  const at::Tensor c = Cell::kHasCellState ? in.tensor() : at::Tensor();
+  const std::array<bool, 4> mask = in.booleans<4>();
+  torch::jit::drop(*stack, count);
+
+  const at::OptionalDeviceGuard guard(at::device_of(input));
+  const CellArgs a = make_cell_args<Cell>(op_name, input, hx, cx, w_ih, w_hh, std::nullopt, std::nullopt);
+  const auto dtype = input.scalar_type();
+  const at::Tensor gh = check_saved(op_name, "grad_h", grad_h, {a.B, a.H}, dtype, input);
+  const at::Tensor gc = grad_c.has_value() && grad_c->defined()
+                            ? check_saved(op_name, "grad_c", *grad_c, {a.B, a.H}, dtype, input)
+                            : at::Tensor();
+  const at::Tensor hn = check_saved(op_name, "h", h, {a.B, a.H}, dtype, input);
+  const at::Tensor sv =
+      Cell::kSaved > 0 ? check_saved(op_name, "saved", saved, {a.B, Cell::kSaved * a.H}, dtype, input) : at::Tensor();
+  const at::Tensor cn = Cell::kHasCellState ? check_saved(op_name, "c", c, {a.B, a.H}, dtype, input) : at::Tensor();
+  CellGrads g = cell_backward<Cell, Pointwise>(a, gh, gc, sv, cn, hn, CellGradMask(mask));
+  torch::jit::push(*stack, std::move(g.input), std::move(g.hx));
+  if (Cell::kHasCellState) torch::jit::push(*stack, std::move(g.cx));
+  torch::jit::push(*stack, std::move(g.w_ih), std::move(g.w_hh), std::move(g.b_ih), std::move(g.b_hh));
+}
+
+}  // namespace detail
+
+// Registers the single-step forward and backward op of every cell with the pointwise passes of `Pointwise`
+// (CpuPointwise of csrc/cpu, cuda::CudaPointwise of csrc/cuda), inside TORCH_LIBRARY_IMPL.
 template <typename Pointwise>
-struct CellOps {
-  using Tensor = at::Tensor;
-  using OptTensor = std::optional<at::Tensor>;
-  using Grads6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
-
-  // -> h' [B,H], c' [B,H], saved [B,4H]
-  static std::tuple<Tensor, Tensor, Tensor> lstm_cell(const Tensor& input, const Tensor& hx, const Tensor& cx,
-                                                      const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-                                                      const OptTensor& b_hh) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));  // custom ops get no device guard from the dispatcher
-    const CellArgs a = make_cell_args<LstmCell>(op_name<LstmCell>(false), input, hx, cx, w_ih, w_hh, b_ih, b_hh);
-    CellForward r = cell_forward<LstmCell, Pointwise>(a);
-    return {r.h, r.c, r.saved};
-  }
-
-  // -> h' [B,H], saved [B,4H]
-  static std::tuple<Tensor, Tensor> gru_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih,
-                                             const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));
-    const CellArgs a = make_cell_args<GruCell>(op_name<GruCell>(false), input, hx, Tensor(), w_ih, w_hh, b_ih, b_hh);
-    CellForward r = cell_forward<GruCell, Pointwise>(a);
-    return {r.h, r.saved};
-  }
-
-  // -> h' [B,H]
-  template <typename Cell>
-  static Tensor rnn_cell(const Tensor& input, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
-                         const OptTensor& b_ih, const OptTensor& b_hh) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));
-    const CellArgs a = make_cell_args<Cell>(op_name<Cell>(false), input, hx, Tensor(), w_ih, w_hh, b_ih, b_hh);
-    return cell_forward<Cell, Pointwise>(a).h;
-  }
-
-  // -> grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
-  static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cell_backward(
-      const Tensor& grad_h, const OptTensor& grad_c, const Tensor& input, const Tensor& hx, const Tensor& cx,
-      const Tensor& w_ih, const Tensor& w_hh, const Tensor& saved, const Tensor& c, std::array<bool, 4> output_mask) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));
-    const std::string op = op_name<LstmCell>(true);
-    const CellArgs a = make_cell_args<LstmCell>(op, input, hx, cx, w_ih, w_hh, std::nullopt, std::nullopt);
-    const auto dtype = input.scalar_type();
-    const Tensor gh = check_saved(op.c_str(), "grad_h", grad_h, {a.B, a.H}, dtype, input);
-    const Tensor gc = grad_c.has_value() && grad_c->defined()
-                          ? check_saved(op.c_str(), "grad_c", *grad_c, {a.B, a.H}, dtype, input)
-                          : Tensor();
-    const Tensor sv = check_saved(op.c_str(), "saved", saved, {a.B, LstmCell::kSaved * a.H}, dtype, input);
-    const Tensor cn = check_saved(op.c_str(), "c", c, {a.B, a.H}, dtype, input);
-    const CellGrads g = cell_backward<LstmCell, Pointwise>(a, gh, gc, sv, cn, Tensor(), CellGradMask(output_mask));
-    return {g.input, g.hx, g.cx, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
-  }
-
-  // -> grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
-  static Grads6 gru_cell_backward(const Tensor& grad_h, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
-                                  const Tensor& w_hh, const Tensor& saved, std::array<bool, 4> output_mask) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));
-    const std::string op = op_name<GruCell>(true);
-    const CellArgs a = make_cell_args<GruCell>(op, input, hx, Tensor(), w_ih, w_hh, std::nullopt, std::nullopt);
-    const Tensor sv = check_saved(op.c_str(), "saved", saved, {a.B, GruCell::kSaved * a.H}, input.scalar_type(), input);
-    return hidden_only_grads<GruCell>(op, a, grad_h, sv, Tensor(), output_mask);
-  }
-
-  // -> grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
-  template <typename Cell>
-  static Grads6 rnn_cell_backward(const Tensor& grad_h, const Tensor& input, const Tensor& hx, const Tensor& w_ih,
-                                  const Tensor& w_hh, const Tensor& h, std::array<bool, 4> output_mask) {
-    const at::OptionalDeviceGuard guard(at::device_of(input));
-    const std::string op = op_name<Cell>(true);
-    const CellArgs a = make_cell_args<Cell>(op, input, hx, Tensor(), w_ih, w_hh, std::nullopt, std::nullopt);
-    const Tensor hn = check_saved(op.c_str(), "h", h, {a.B, a.H}, input.scalar_type(), input);
-    return hidden_only_grads<Cell>(op, a, grad_h, Tensor(), hn, output_mask);
-  }
-
- private:
-  template <typename Cell>
-  static std::string op_name(bool backward) {
-    return std::string("rnnfused::") + cell_op_kind<Cell>() + (backward ? "_cell_backward" : "_cell");
-  }
-
-  template <typename Cell>
-  static Grads6 hidden_only_grads(const std::string& op, const CellArgs& a, const Tensor& grad_h, const Tensor& saved,
-                                  const Tensor& h, const std::array<bool, 4>& output_mask) {
-    const Tensor gh = check_saved(op.c_str(), "grad_h", grad_h, {a.B, a.H}, a.input.scalar_type(), a.input);
-    const CellGrads g = cell_backward<Cell, Pointwise>(a, gh, Tensor(), saved, Tensor(), h, CellGradMask(output_mask));
-    return {g.input, g.hx, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
-  }
-};
-
-// Registers the cell ops with the implementations of `Ops` (a CellOps), inside TORCH_LIBRARY_IMPL.
-template <typename Ops>
 void register_cell_ops(torch::Library& m) {
-  m.impl("lstm_cell", &Ops::lstm_cell);
-  m.impl("lstm_cell_backward", &Ops::lstm_cell_backward);
-  m.impl("gru_cell", &Ops::gru_cell);
-  m.impl("gru_cell_backward", &Ops::gru_cell_backward);
-  m.impl("rnn_tanh_cell", &Ops::template rnn_cell<RnnTanhCell>);
-  m.impl("rnn_tanh_cell_backward", &Ops::template rnn_cell_backward<RnnTanhCell>);
-  m.impl("rnn_relu_cell", &Ops::template rnn_cell<RnnReluCell>);
-  m.impl("rnn_relu_cell_backward", &Ops::template rnn_cell_backward<RnnReluCell>);
+  for_each_cell([&m](auto cell) {
+    using Cell = decltype(cell);
+    m.impl(cell_forward_name<Cell>().c_str(),
+           torch::CppFunction::makeFromBoxedFunction<&detail::cell_forward_kernel<Pointwise, Cell>>());
+    m.impl(cell_backward_name<Cell>().c_str(),
+           torch::CppFunction::makeFromBoxedFunction<&detail::cell_backward_kernel<Pointwise, Cell>>());
+  });
 }
 
 }  // namespace rnnfused

@@ -1,7 +1,7 @@
 // The `cpu` backend: the step-wise driver and the single-step cell ops with the C++ pointwise loops, registered for
 // the CPU dispatch key.
 #include "../cell/cell_ops.h"
-#include "../sequence/stepwise_ops.h"
+#include "../sequence/layer_ops.h"
 #include "pointwise_cpu.h"
 
 namespace rnnfused {
@@ -21,8 +21,8 @@ struct CpuPointwise {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
-  register_layer_ops<StepwiseOps<CpuPointwise>>(m);
-  register_cell_ops<CellOps<CpuPointwise>>(m);
+  register_layer_ops<StepwiseRunner<CpuPointwise>>(m);
+  register_cell_ops<CpuPointwise>(m);
 }
 
 }  // namespace rnnfused

@@ -7,6 +7,6 @@
 
 namespace rnnfused {
 
-TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_cell_ops<CellOps<cuda::CudaPointwise>>(m); }
+TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_cell_ops<cuda::CudaPointwise>(m); }
 
 }  // namespace rnnfused
