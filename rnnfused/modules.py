@@ -30,6 +30,12 @@ from .functional import run_layer
 
 __all__ = ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]
 
+
+def _onnx_exporting() -> bool:
+    """Whether torch.onnx.export is tracing (either exporter: TorchScript tracing or torch.export). The cheap tests
+    first: is_in_onnx_export costs about 2 µs, which every step of an eager cell loop would pay."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling()) and torch.onnx.is_in_onnx_export()
+
 _SEQUENCE_ARGS = """
     Args:
         input_size: features of the input ``x``.
@@ -150,7 +156,7 @@ class _FusedRNNBase(nn.RNNBase):
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
         # While exporting to ONNX (only LSTMs with proj_size get here, see forward) the reference equations are
         # plain ops that every exporter translates.
-        backend = "reference" if x.size(1) == 0 or torch.onnx.is_in_onnx_export() else self.backend
+        backend = "reference" if x.size(1) == 0 or _onnx_exporting() else self.backend
         h_n, c_n = [], []
         layer_input = x
         for layer in range(self.num_layers):
@@ -173,7 +179,7 @@ class _FusedRNNBase(nn.RNNBase):
         """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors (see the
         class docstring for the shapes)."""
         kind = self._kind
-        if torch.onnx.is_in_onnx_export() and self.proj_size == 0:
+        if _onnx_exporting() and self.proj_size == 0:
             # torch.onnx.export (either exporter) translates nn.*'s own RNN functions to ONNX's LSTM/GRU/RNN ops: run
             # them on these parameters. ONNX's LSTM has no projection, and neither exporter translates nn.LSTM with
             # proj_size (torch 2.13): those run the reference equations instead (see _run_layers).
@@ -404,7 +410,7 @@ class _FusedCellBase(nn.RNNCellBase):
         """One step, as the nn.*Cell's forward: ``h'`` from ``(input, h)``, or ``(h', c')`` from
         ``(input, (h, c))`` for the LSTM cell (see the class docstring for the shapes)."""
         kind = self._kind
-        if torch.onnx.is_in_onnx_export():
+        if _onnx_exporting():
             return kind.torch_cell.forward(self, input, hx)  # what the ONNX exporters translate (see _FusedRNNBase)
         if kind.has_cell_state:
             if hx is not None and not isinstance(hx, (tuple, list)):
@@ -428,15 +434,23 @@ class _FusedCellBase(nn.RNNCellBase):
             new = [s.squeeze(0) for s in new]
         return tuple(new) if kind.has_cell_state else new[0]
 
+    def _weights(self) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh). Read from ``_parameters`` where they are registered: a cell loop
+        reads them at every step, and nn.Module.__getattr__ costs about as much as the rest of a step's Python.
+        A name not there (a parametrization's property, a hook's plain attribute) is read as an attribute."""
+        params = self._parameters
+        return tuple(params[n] if n in params else getattr(self, n)  # type: ignore[return-value]
+                     for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
     def _step(self, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
         """input [B, I], states [B, H] each -> the new states."""
-        check_cell_inputs(input, states, self.input_size, self.hidden_size, self.weight_ih)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        check_cell_inputs(input, states, self.input_size, self.hidden_size, w_ih)
         kind = self._kind
         c = states[1] if kind.has_cell_state else None
         # Zero-size steps are valid for nn.* (empty results); the fused ops reject them, the reference handles them.
         backend = "reference" if input.size(0) == 0 or self.hidden_size == 0 else self.backend
-        h_n, c_n = cell_step(kind, input, states[0], c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                             backend)
+        h_n, c_n = cell_step(kind, input, states[0], c, w_ih, w_hh, b_ih, b_hh, backend)
         return [h_n, c_n] if kind.has_cell_state else [h_n]
 
 
