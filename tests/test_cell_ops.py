@@ -166,6 +166,30 @@ def test_fused_cells_match_nn_cells_float64_through_the_cell_op(kind, bias):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_parametrized_weights_are_read_through_the_parametrization(kind):
+    """The cells read weights from _parameters for speed; a parametrization (the weight is then a property) still
+    applies, with gradients reaching the original parameter, as for nn.*Cell."""
+    from torch.nn.utils import parametrize
+
+    class Doubled(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    ref, fused = make_modules(kind)
+    for m in (ref, fused):
+        parametrize.register_parametrization(m, "weight_hh", Doubled())
+    x, h = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    hx = (h, torch.randn_like(h)) if kind == "lstm" else h  # non-zero h: the output depends on weight_hh
+    exp, got = ref(x, hx), fused(x, hx)
+    exp, got = (exp if isinstance(exp, tuple) else (exp,)), (got if isinstance(got, tuple) else (got,))
+    for a, e in zip(got, exp):
+        torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
+    ge = torch.autograd.grad(exp[0].sum(), ref.parametrizations.weight_hh.original)
+    gg = torch.autograd.grad(got[0].sum(), fused.parametrizations.weight_hh.original)
+    torch.testing.assert_close(gg, ge, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_cell_loop_with_unused_final_cell_state_matches_nn(kind):
     """A decoder loop whose loss reads only h (LSTM's last c' gets no gradient), float64."""
     ref, fused = make_modules(kind, I=6, H=6)
