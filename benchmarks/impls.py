@@ -3,7 +3,7 @@
     cudnn / torch-cpu    the baseline: nn.LSTM/GRU/RNN (cuDNN, weights flattened, on a GPU; PyTorch's CPU kernels
                          without one); always measured, first, since speedups and checks refer to it
     cpu, cuda, triton …  rnnfused's Fused* modules with ``backend=`` that backend; one impl per kernel-path variant
-                         when the backend has several (``triton:step``, ``triton:persistent``; see variants.py)
+                         when the backend has several (``triton:stepwise``, ``triton:persistent``; see variants.py)
     reference            rnnfused's plain-PyTorch equations (slow: measured only when asked for)
     cell-loop            the textbook nn.LSTMCell/GRUCell/RNNCell Python loop over time (``--with-cell-loop``)
 

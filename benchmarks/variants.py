@@ -12,7 +12,7 @@ How a variant list is found for a backend, first hit wins:
    (``rnnfused.backends.get_backend(name, ...)``, a ``LayerBackend``) defines::
 
        def benchmark_variants(self, device: torch.device) -> list:   # of benchmarks.variants.Variant, or of
-           return [Variant("step", {"RNNFUSED_X_PATH": "step"}),     # dicts with keys name, env, description
+           return [Variant("stepwise", {"RNNFUSED_X_PATH": "stepwise"}),     # dicts with keys name, env, description
                    Variant("persistent", {"RNNFUSED_X_PATH": "persistent"})]
 
    (``rnnfused`` itself needs no import of this package: plain dicts are accepted.)
@@ -101,7 +101,7 @@ def _triton_paths(backend: str, device: torch.device) -> Optional[List[Variant]]
     env_var = _module_attr("rnnfused._triton.dispatch", "PATH_ENV") if backend == "triton" else None
     if env_var is None:
         return None
-    return [Variant("step", {env_var: "step"}, "one fused launch per time step"),
+    return [Variant("stepwise", {env_var: "stepwise"}, "one fused launch per time step"),
             Variant("persistent", {env_var: "persistent"}, "one launch for all time steps, grid barrier")]
 
 

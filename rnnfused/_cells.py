@@ -33,6 +33,7 @@ class CellKind:
     has_cell_state: bool          # LSTM's c: the ops take c0 and return c_n and the cell states
     has_projection: bool          # proj_size: the ops take w_hr (h' = r W_hrᵀ)
     nonlinearity: Optional[str]   # Elman RNN only: tanh / relu
+    split_recurrent_grad: bool    # the recurrent pre-activations' gradient differs from the input ones' (GRU's r·)
     step: Callable                # reference step: step(xg, state, w_hh, b_hh, w_hr) -> new state (state[0] is h)
     torch_module: type            # its nn.* twins: the modules' parameters, errors and conversions follow them
     torch_cell: type
@@ -51,14 +52,14 @@ class CellKind:
 
 
 _KINDS = (
-    CellKind("lstm", "LSTM", 4, 4, True, True, None, reference.lstm_cell_step, nn.LSTM, nn.LSTMCell,
+    CellKind("lstm", "LSTM", 4, 4, True, True, None, False, reference.lstm_cell_step, nn.LSTM, nn.LSTMCell,
              "FusedLSTM", "FusedLSTMCell"),
-    CellKind("gru", "GRU", 3, 4, False, False, None, reference.gru_cell_step, nn.GRU, nn.GRUCell,
+    CellKind("gru", "GRU", 3, 4, False, False, None, True, reference.gru_cell_step, nn.GRU, nn.GRUCell,
              "FusedGRU", "FusedGRUCell"),
-    CellKind("rnn_tanh", "RNN_TANH", 1, 0, False, False, "tanh",
+    CellKind("rnn_tanh", "RNN_TANH", 1, 0, False, False, "tanh", False,
              functools.partial(reference.rnn_cell_step, nonlinearity="tanh"), nn.RNN, nn.RNNCell,
              "FusedRNN", "FusedRNNCell"),
-    CellKind("rnn_relu", "RNN_RELU", 1, 0, False, False, "relu",
+    CellKind("rnn_relu", "RNN_RELU", 1, 0, False, False, "relu", False,
              functools.partial(reference.rnn_cell_step, nonlinearity="relu"), nn.RNN, nn.RNNCell,
              "FusedRNN", "FusedRNNCell"),
 )

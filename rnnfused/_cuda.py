@@ -5,7 +5,7 @@ tuning knob and stall record, the GPUs this build can run on, and the CUDA-graph
         -> "persistent" or "stepwise" (csrc/cuda/dispatch.h decides); explain=True -> (path, why)
     rnnfused/persistent_crossover.txt   the measured batch bound of the persistent path (loaded at import;
         rewrite it with `python -m benchmarks.crossover results.csv`, reload with rnnfused.load_crossover_table())
-    RNNFUSED_CUDA_PATH=stepwise|persistent   force a path (default: the rule in csrc/cuda/dispatch.h)
+    RNNFUSED_PATH=stepwise|persistent   force a path (default: the rule in csrc/cuda/dispatch.h)
     RNNFUSED_PERSISTENT_TUNING=[variant][,units=N][,nchunk=N]   the persistent kernels' synchronisation variant
         (baseline, store_first, padded, poll_warp, ll) and geometry overrides (csrc/cuda/kernels/persistent_tuning.h)
     RNNFUSED_CUDA_GRAPHS=1   replay the step-wise loop from cached CUDA graphs (default off; csrc/cuda/graph_cache.h)
@@ -30,7 +30,7 @@ __all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "TUNING_ENV_VAR", "PERSISTENT_VARIA
            "clear_cuda_graphs"]
 
 GRAPHS_ENV_VAR = "RNNFUSED_CUDA_GRAPHS"
-PATH_ENV_VAR = "RNNFUSED_CUDA_PATH"
+PATH_ENV_VAR = "RNNFUSED_PATH"
 TUNING_ENV_VAR = "RNNFUSED_PERSISTENT_TUNING"
 PERSISTENT_VARIANTS = ("baseline", "store_first", "padded", "poll_warp", "ll")  # persistent_tuning.h
 CROSSOVER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "persistent_crossover.txt")

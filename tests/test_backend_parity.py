@@ -85,7 +85,7 @@ def test_low_precision_error_bounded_by_reference_error(case, dtype, backend, de
                                   Case("gru", B=3, T=5, I=8, H=32, lengths=(5, 2, 4))], ids=lambda c: c.id)
 def test_cuda_lengths_on_the_device_equal_cpu_lengths(case, cuda_path, monkeypatch):
     """Both CUDA paths take lengths already on the GPU (no host copy, no value check) with identical results."""
-    monkeypatch.setenv("RNNFUSED_CUDA_PATH", cuda_path)
+    monkeypatch.setenv("RNNFUSED_PATH", cuda_path)
     x = make_inputs(case, dtype=torch.float32, device="cuda")
     upstream = random_like(run_backend(case.kind, x, "reference"))
     try:

@@ -31,13 +31,13 @@ if RUNS_HERE:
     from rnnfused._triton import configs, dispatch
     from rnnfused._triton.launch_common import interpreted
 
-PATHS = ["step", "persistent"]
+PATHS = ["stepwise", "persistent"]
 
 
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
     """Runs the test on the per-step kernels and on the persistent kernel (one program in the interpreter)."""
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", request.param)
+    monkeypatch.setenv("RNNFUSED_PATH", request.param)
     return request.param
 
 
@@ -91,13 +91,13 @@ PERSISTENT_GRADCHECK = [Case(c, B=2, T=3, I=3, H=5, lengths=(3, 2), reverse=c in
 
 @pytest.mark.parametrize("case", STEP_GRADCHECK, ids=lambda c: c.id)
 def test_gradcheck_step_kernels(case, monkeypatch):
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "step")
+    monkeypatch.setenv("RNNFUSED_PATH", "stepwise")
     _gradcheck(case)
 
 
 @pytest.mark.parametrize("case", PERSISTENT_GRADCHECK, ids=lambda c: c.id)
 def test_gradcheck_persistent_kernel(case, monkeypatch):
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "persistent")
+    monkeypatch.setenv("RNNFUSED_PATH", "persistent")
     _gradcheck(case)
 
 
@@ -116,7 +116,7 @@ def test_schemas_equal_the_cpp_ops(name):
                                   Case("gru", B=2, T=3, I=3, H=5, lengths=(2, 3))], ids=lambda c: c.id)
 def test_opcheck_per_step_path(case, monkeypatch):
     """Schema, fake and autograd registration (either path is the same opaque recurrence node under tracing)."""
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "step")
+    monkeypatch.setenv("RNNFUSED_PATH", "stepwise")
     x = make_inputs(case, device=DEVICE)
     torch.library.opcheck(op_for(case.kind, "_triton"), forward_args(case.kind, x))
 
@@ -143,16 +143,16 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 def test_dispatch_reports_the_path(monkeypatch):
     monkeypatch.delenv(dispatch.PATH_ENV, raising=False)
     assert dispatch.choose_path(False, interpreted=False).path == "persistent"
-    assert dispatch.choose_path(False, interpreted=True).path == "step"
+    assert dispatch.choose_path(False, interpreted=True).path == "stepwise"
     choice = dispatch.choose_path(True, interpreted=False)
-    assert choice.path == "step" and "projection" in choice.reason
+    assert choice.path == "stepwise" and "projection" in choice.reason
     monkeypatch.setenv(dispatch.PATH_ENV, "persistent")
     choice = dispatch.choose_path(False, interpreted=True)
     assert choice.path == "persistent" and choice.num_programs(7, torch.device("cpu"), True) == 1
-    monkeypatch.setenv(dispatch.PATH_ENV, "step")
-    assert dispatch.choose_path(False, interpreted=False).path == "step"
+    monkeypatch.setenv(dispatch.PATH_ENV, "stepwise")
+    assert dispatch.choose_path(False, interpreted=False).path == "stepwise"
     monkeypatch.setenv(dispatch.PATH_ENV, "fastest")
-    with pytest.raises(ValueError, match="RNNFUSED_TRITON_PATH"):
+    with pytest.raises(ValueError, match="RNNFUSED_PATH"):
         dispatch.choose_path(False, interpreted=False)
 
 
@@ -393,7 +393,7 @@ def test_cuda_graph_capture_forward_and_backward_with_device_lengths(path):
 def test_cuda_persistent_kernels_are_compiled_cooperative(monkeypatch):
     from rnnfused._triton import persistent_kernels
 
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "persistent")
+    monkeypatch.setenv("RNNFUSED_PATH", "persistent")
     case = Case("gru", B=4, T=5, I=8, H=64)
     _fwd_bwd(case, make_inputs(case, dtype=torch.float32, device="cuda"))
     for kernel in (persistent_kernels.forward_persistent_kernel, persistent_kernels.backward_persistent_kernel):

@@ -235,18 +235,19 @@ def recorder(monkeypatch):
     return rec
 
 
-@pytest.mark.parametrize("case,path", [(Case("lstm", B=2, T=3, I=3, H=5, lengths=(3, 1)), "step"),
-                                       (Case("lstm", B=2, T=2, I=3, H=5, proj=2, reverse=True), "step"),
+@pytest.mark.parametrize("case,path", [(Case("lstm", B=2, T=3, I=3, H=5, lengths=(3, 1)), "stepwise"),
+                                       (Case("lstm", B=2, T=2, I=3, H=5, proj=2, reverse=True), "stepwise"),
                                        (Case("gru", B=2, T=2, I=3, H=5, lengths=(2, 1)), "persistent")],
                          ids=lambda v: v.id if isinstance(v, Case) else v)
 def test_every_launch_and_config_lookup_runs_inside_the_device_guard(case, path, recorder, monkeypatch):
     """...and the persistent kernels launch cooperatively, the per-step ones plainly."""
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", path)
+    monkeypatch.setenv("RNNFUSED_PATH", path)
     x = make_inputs(case)
     outs = run_backend(case.kind, x, "triton")
     torch.autograd.grad(outs, [t for _, t in tensor_fields(x)], [torch.ones_like(o) for o in outs])
     launched = {name for name, *_ in recorder.launches}
-    assert launched == {f"forward_{path}_kernel", f"backward_{path}_kernel", "lookup_config"}
+    kernels = "step" if path == "stepwise" else path  # forward_step_kernel, forward_persistent_kernel, ...
+    assert launched == {f"forward_{kernels}_kernel", f"backward_{kernels}_kernel", "lookup_config"}
     for name, guarded, device, kwargs in recorder.launches:
         assert guarded == device, f"{name} ran outside the guard of its tensors' device ({guarded} vs {device})"
         if name.endswith("kernel"):
@@ -293,7 +294,7 @@ def test_a_stalled_persistent_layer_ends_and_the_next_launch_raises(stall_record
     loop (it does not hang), program 1 stalls at step 1; the next persistent launch reports the first stall."""
     from rnnfused._triton.dispatch import PathChoice
 
-    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "persistent")
+    monkeypatch.setenv("RNNFUSED_PATH", "persistent")
     monkeypatch.setattr(launch_common, "SPIN_LIMIT", 20)
     monkeypatch.setattr(PathChoice, "num_programs", lambda self, tiles, device, interpreted: 2)
     case = Case("rnn_tanh", B=2, T=3, I=3, H=20)

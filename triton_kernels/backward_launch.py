@@ -46,7 +46,7 @@ def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh
     H = GH // kind.gates
     proj = w_hr is not None
     lstm = kind.has_cell_state
-    split = kind.name == "gru"
+    split = kind.split_recurrent_grad
     if cfg is None:
         cfg = lookup_config("backward", choice, kind, output, B, H, K,
                             lambda c: _time_probe(kind, choice, c, B, H, K, output.dtype, output.device, proj))

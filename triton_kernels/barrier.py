@@ -94,4 +94,4 @@ def raise_if_stalled(device: torch.device) -> None:
         f"rnnfused triton: a persistent kernel on {device} gave up waiting at its grid barrier (program {program}, "
         f"step {step}: {seen} of {target} arrivals after the spin limit); the results of that call are wrong. The "
         "programs of a cooperative launch should all be resident: please report this with your GPU, driver and "
-        "whether MPS or other processes share the GPU; RNNFUSED_TRITON_PATH=step avoids the persistent kernel.")
+        "whether MPS or other processes share the GPU; RNNFUSED_PATH=stepwise avoids the persistent kernel.")

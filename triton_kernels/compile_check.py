@@ -93,7 +93,7 @@ def _compile(case: Case) -> Result:
     if forward:
         const.update(HAS_BIAS=True, WRITE_STATE=not case.proj)
     else:
-        const.update(FROM_DR=case.proj, SPLIT=case.cell == "gru")
+        const.update(FROM_DR=case.proj, SPLIT=CELL_KINDS[case.cell].split_recurrent_grad)
     cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr"}
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):

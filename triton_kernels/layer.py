@@ -93,7 +93,7 @@ def layer_backward(kind: CellKind, grad_output: Tensor, grad_h_n: Tensor, grad_c
         choice.path, kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, x.reverse, output,
         saved, cells, h_prev_seq))
     dgx = r.dgx.view(T * B, GH)                                          # [T·B, G·H]
-    dgh_seq = r.dgh if kind.name == "gru" else r.dgx                     # [T, B, G·H]
+    dgh_seq = r.dgh if kind.split_recurrent_grad else r.dgx                     # [T, B, G·H]
     dgh = dgh_seq.view(T * B, GH)
     grad_h0 = torch.addmm(r.grad_h_last, dgh_seq[-1 if x.reverse else 0], x.w_hh)  # + dgates_0 W_hh
     grads = [torch.mm(dgx, x.w_ih).view(T, B, I), grad_h0]

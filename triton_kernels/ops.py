@@ -1,9 +1,11 @@
-"""Registers the Triton backend's ops: rnnfused::{lstm,gru,rnn_tanh,rnn_relu}{,_backward}_triton.
+"""Registers the Triton backend's ops: rnnfused::<cell>_triton and rnnfused::<cell>_backward_triton for every cell of
+the registry (rnnfused/_cells.py).
 
 Each is a torch.library.triton_op with exactly the schema of the C++ op of the same name without the suffix
-(csrc/ops.cpp). In torch 2.13 triton_op infers the schema from the annotations and ignores ``schema=``, so the
-annotated signatures below ARE the schemas (tests/test_triton_backend.py compares them with the C++ ones); the
-schema string is passed too, for versions that read it.
+(csrc/sequence/op_schemas.h). triton_op infers the schema from the function's signature (torch 2.13 ignores
+``schema=``), so each op's function carries a signature built from the registry's argument lists (rnnfused/_inputs.py:
+``Tensor?`` for the optional ones, ``bool reverse``); tests/test_triton_backend.py compares them with the C++ ones.
+The schema string is passed too, for versions that read it.
 
 triton_op registers the traced body as the fake function; rnnfused._op_family.register_family("_triton") then replaces
 it with the family's shape-only fake (the same one the C++ ops use: cheaper, and it needs no kernel — the
@@ -13,73 +15,68 @@ Inductor compiles, and one opaque recurrence node for either path (recurrence_op
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import inspect
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.library import triton_op
 
-from rnnfused._cells import CELL_KINDS
+from rnnfused._cells import CELL_KINDS, CellKind
 from rnnfused._extension import extension_loaded
-from rnnfused._inputs import LayerInputs
+from rnnfused._inputs import (LayerInputs, backward_arg_names, forward_arg_names, forward_output_names, grad_names,
+                              inputs_from_forward_args)
 from rnnfused._op_family import register_family
 
 from .layer import layer_backward, layer_forward
 
-LSTM, GRU = CELL_KINDS["lstm"], CELL_KINDS["gru"]
-T2, T3, T5, T6, T8 = (Tuple[(Tensor,) * n] for n in (2, 3, 5, 6, 8))
+_OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths"}  # the `Tensor?` arguments of the schemas
 
 
-def _schema(name: str) -> str:
+def _schema(name: str) -> Optional[str]:
     """The C++ op's schema (registered by rnnfused._C), without its name, when the extension is loaded."""
     if not extension_loaded():
         return None
     return str(getattr(torch.ops.rnnfused, name).default._schema).split(name, 1)[1]
 
 
-@triton_op("rnnfused::lstm_triton", mutates_args=(), schema=_schema("lstm"))
-def lstm_triton(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Optional[Tensor], reverse: bool) -> T5:
-    return layer_forward(LSTM, LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse))
+def _with_signature(fn: Callable, names: List[str], n_outputs: int) -> Callable:
+    """fn(*args) given the typed signature (names...) -> (Tensor,) * n_outputs, from which triton_op infers the
+    schema; calls are bound to it, so keyword arguments work as for any op."""
+    def annotation(name):
+        return bool if name == "reverse" else Optional[Tensor] if name in _OPTIONAL else Tensor
+
+    sig = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation(n))
+                             for n in names], return_annotation=Tuple[(Tensor,) * n_outputs])
+
+    def op(*args, **kwargs):
+        return fn(*sig.bind(*args, **kwargs).args)
+
+    op.__signature__ = sig
+    op.__annotations__ = {**{p.name: p.annotation for p in sig.parameters.values()}, "return": sig.return_annotation}
+    return op
 
 
-@triton_op("rnnfused::lstm_backward_triton", mutates_args=(), schema=_schema("lstm_backward"))
-def lstm_backward_triton(grad_output: Tensor, grad_h_n: Tensor, grad_c_n: Tensor, input: Tensor, h0: Tensor,
-                         c0: Tensor, w_ih: Tensor, w_hh: Tensor, w_hr: Optional[Tensor], lengths: Optional[Tensor],
-                         reverse: bool, output: Tensor, saved: Tensor, cells: Tensor) -> T8:
-    x = LayerInputs(input, h0, c0, w_ih, w_hh, None, None, w_hr, lengths, reverse)
-    return layer_backward(LSTM, grad_output, grad_h_n, grad_c_n, x, output, saved, cells)
+def _register(kind: CellKind) -> None:
+    names = backward_arg_names(kind)
+
+    def forward(*args):
+        return layer_forward(kind, inputs_from_forward_args(kind, args))
+
+    def backward(*args):
+        a = dict(zip(names, args))
+        x = LayerInputs(a["input"], a["h0"], a.get("c0"), a["w_ih"], a["w_hh"], None, None, a.get("w_hr"),
+                        a["lengths"], a["reverse"])
+        return layer_backward(kind, a["grad_output"], a["grad_h_n"], a.get("grad_c_n"), x, a["output"],
+                              a.get("saved"), a.get("cells"))
+
+    for op_name, fn, arg_names, n_out in (
+            (kind.name, forward, forward_arg_names(kind), len(forward_output_names(kind))),
+            (f"{kind.name}_backward", backward, names, len(grad_names(kind)))):
+        triton_op(f"rnnfused::{op_name}_triton", _with_signature(fn, arg_names, n_out), mutates_args=(),
+                  schema=_schema(op_name))
 
 
-@triton_op("rnnfused::gru_triton", mutates_args=(), schema=_schema("gru"))
-def gru_triton(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor], b_hh: Optional[Tensor],
-               lengths: Optional[Tensor], reverse: bool) -> T3:
-    return layer_forward(GRU, LayerInputs(input, h0, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse))
-
-
-@triton_op("rnnfused::gru_backward_triton", mutates_args=(), schema=_schema("gru_backward"))
-def gru_backward_triton(grad_output: Tensor, grad_h_n: Tensor, input: Tensor, h0: Tensor, w_ih: Tensor,
-                        w_hh: Tensor, lengths: Optional[Tensor], reverse: bool, output: Tensor, saved: Tensor) -> T6:
-    x = LayerInputs(input, h0, None, w_ih, w_hh, None, None, None, lengths, reverse)
-    return layer_backward(GRU, grad_output, grad_h_n, None, x, output, saved, None)
-
-
-def _register_rnn(name: str) -> None:
-    kind = CELL_KINDS[name]
-
-    def forward(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor],
-                b_hh: Optional[Tensor], lengths: Optional[Tensor], reverse: bool) -> T2:
-        return layer_forward(kind, LayerInputs(input, h0, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse))
-
-    def backward(grad_output: Tensor, grad_h_n: Tensor, input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor,
-                 lengths: Optional[Tensor], reverse: bool, output: Tensor) -> T6:
-        x = LayerInputs(input, h0, None, w_ih, w_hh, None, None, None, lengths, reverse)
-        return layer_backward(kind, grad_output, grad_h_n, None, x, output, None, None)
-
-    triton_op(f"rnnfused::{name}_triton", forward, mutates_args=(), schema=_schema(name))
-    triton_op(f"rnnfused::{name}_backward_triton", backward, mutates_args=(), schema=_schema(f"{name}_backward"))
-
-
-_register_rnn("rnn_tanh")
-_register_rnn("rnn_relu")
+for _kind in CELL_KINDS.values():
+    _register(_kind)
 register_family("_triton")

@@ -4,7 +4,7 @@ Why opaque: the per-step path is a Python loop of T launches. Inside a triton_op
 that loop would be unrolled into T graph nodes and re-traced (and recompiled) for every new T. As a custom op
 with a fake function it is one graph node for any T, so a compiled graph runs every sequence length. The persistent
 path is one launch, but it must be cooperative, which Inductor's wrap_triton path would drop
-(launch_common.PERSISTENT_LAUNCH_OPTIONS); inside the op it launches exactly as in eager. `path` is "step" or
+(launch_common.PERSISTENT_LAUNCH_OPTIONS); inside the op it launches exactly as in eager. `path` is "stepwise" or
 "persistent" (dispatch.choose_path decides, outside the op).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ from .forward_launch import forward_recurrence
 
 
 def _choice(path: str) -> PathChoice:
-    if path not in ("step", "persistent"):
-        raise ValueError(f"path must be 'step' or 'persistent', got {path!r}")
+    if path not in ("stepwise", "persistent"):
+        raise ValueError(f"path must be 'stepwise' or 'persistent', got {path!r}")
     return PathChoice(path, "chosen by dispatch.choose_path")
 
 
@@ -63,7 +63,7 @@ def _(path, cell, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reve
     GH = w_hh.shape[0]
     H = GH // kind.gates
     lstm = kind.has_cell_state
-    dgh = output.new_empty(T, B, GH) if kind.name == "gru" else output.new_empty(0)
+    dgh = output.new_empty(T, B, GH) if kind.split_recurrent_grad else output.new_empty(0)
     grad_c0 = output.new_empty(B if lstm else 0, H, dtype=cell_state_dtype(output.dtype))
     dh_seq = output.new_empty(T, B, K) if w_hr is not None else output.new_empty(0)
     return output.new_empty(T, B, GH), dgh, output.new_empty(B, K), grad_c0, dh_seq

@@ -79,7 +79,7 @@ std::string crossover_table_summary() {
 CudaPath choose_path(const char* cell, const LayerArgs& a, std::string* why) {
   std::string local;
   std::string& reason = why ? *why : local;
-  // RNNFUSED_CUDA_PATH=stepwise|persistent forces a path (benchmarks, debugging); unset or "auto": the rule below.
+  // RNNFUSED_PATH=stepwise|persistent forces a path (benchmarks, debugging); unset or "auto": the rule below.
   const char* forced = std::getenv(kPathEnvVar);
   if (forced != nullptr && std::strcmp(forced, "stepwise") == 0) {
     reason = std::string(kPathEnvVar) + "=stepwise";

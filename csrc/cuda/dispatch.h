@@ -5,7 +5,7 @@
 // the measured crossover table (crossover.h; rnnfused/persistent_crossover.txt) allows its batch size, else the
 // step-wise path (per step one cuBLAS GEMM + one fused pointwise kernel; csrc/cuda/kernels), which serves every
 // shape and dtype. Both paths save the same tensors, so either backward can follow either forward.
-// RNNFUSED_CUDA_PATH=stepwise|persistent forces a path (persistent: the fit rule only, not the table). Python asks
+// RNNFUSED_PATH=stepwise|persistent forces a path (persistent: the fit rule only, not the table). Python asks
 // which path a configuration takes, and why, with rnnfused.cuda_path(..., explain=True) (query_path below).
 #pragma once
 
@@ -21,7 +21,7 @@ namespace cuda {
 
 enum class CudaPath { kStepwise, kPersistent };
 
-constexpr const char* kPathEnvVar = "RNNFUSED_CUDA_PATH";
+constexpr const char* kPathEnvVar = "RNNFUSED_PATH";  // shared with the triton backend (triton_kernels/dispatch.py)
 
 
 // The path that runs layer-direction `a` (forward and backward ask separately; both must agree on the saved
