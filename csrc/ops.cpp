@@ -21,8 +21,15 @@
 //            On the CPU (values checked, copied to the device) or already on input's device (not value-checked:
 //            no GPU sync, capturable in a CUDA graph; see checked_lengths in sequence/layer_args.h).
 //   reverse: run the sequence from t = T-1 down to 0 (the backward direction of a bidirectional layer).
+//
+// And a single-step op pair per cell, what the Fused*Cell modules run (csrc/cell/cell_op_schemas.h,
+// implementations: csrc/cell/cell_ops.h). One step, no sequence: input [B,I], hx [B,H], cx [B,H] (cell state):
+//   <cell>_cell(input, hx, [cx], w_ih, w_hh, b_ih?, b_hh?) -> h' [B,H], [c' [B,H]], [saved [B,S*H]]
+//   <cell>_cell_backward(grad_h, [grad_c?], input, hx, [cx], w_ih, w_hh, h', [saved], [c'], bool[4] output_mask)
+//       -> grad_input, grad_hx, [grad_cx], grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh ([0]: left out by the mask)
 #include <torch/library.h>
 
+#include "cell/cell_op_schemas.h"
 #include "sequence/op_schemas.h"
 
 TORCH_LIBRARY(rnnfused, m) {
@@ -31,5 +38,8 @@ TORCH_LIBRARY(rnnfused, m) {
     using Cell = decltype(cell);
     m.def(rnnfused::forward_schema<Cell>().c_str(), tags);
     m.def(rnnfused::backward_schema<Cell>().c_str(), tags);
+    m.def(rnnfused::cell_forward_schema<Cell>().c_str(), tags);
+    m.def(rnnfused::cell_backward_schema<Cell>().c_str(), tags);
   });
 }
+

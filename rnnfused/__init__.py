@@ -31,3 +31,7 @@ __all__ = [
     "cuda_graph_stats",
     "clear_cuda_graphs",
 ]
+
+from . import _safe_globals  # noqa: E402
+
+_safe_globals.register()  # torch.load(path) of a saved model with fused layers, weights_only=True (the default)

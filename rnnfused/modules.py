@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ._cell_ops import cell_step
 from ._cells import CellKind, cell_kind
 from ._device_lengths import lengths_on_device
 from ._inputs import LayerInputs
@@ -28,6 +29,12 @@ from ._validation import check_cell_inputs, check_cell_rank, check_module_device
 from .functional import run_layer
 
 __all__ = ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]
+
+
+def _onnx_exporting() -> bool:
+    """Whether torch.onnx.export is tracing (either exporter: TorchScript tracing or torch.export). The cheap tests
+    first: is_in_onnx_export costs about 2 µs, which every step of an eager cell loop would pay."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling()) and torch.onnx.is_in_onnx_export()
 
 _SEQUENCE_ARGS = """
     Args:
@@ -147,7 +154,9 @@ class _FusedRNNBase(nn.RNNBase):
         kind = self._kind
         D = 2 if self.bidirectional else 1
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
-        backend = "reference" if x.size(1) == 0 else self.backend
+        # While exporting to ONNX (only LSTMs with proj_size get here, see forward) the reference equations are
+        # plain ops that every exporter translates.
+        backend = "reference" if x.size(1) == 0 or _onnx_exporting() else self.backend
         h_n, c_n = [], []
         layer_input = x
         for layer in range(self.num_layers):
@@ -169,8 +178,13 @@ class _FusedRNNBase(nn.RNNBase):
     def forward(self, input, hx=None):
         """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors (see the
         class docstring for the shapes)."""
-        self._update_flat_weights()
         kind = self._kind
+        if _onnx_exporting() and self.proj_size == 0:
+            # torch.onnx.export (either exporter) translates nn.*'s own RNN functions to ONNX's LSTM/GRU/RNN ops: run
+            # them on these parameters. ONNX's LSTM has no projection, and neither exporter translates nn.LSTM with
+            # proj_size (torch 2.13): those run the reference equations instead (see _run_layers).
+            return kind.torch_module.forward(self, input, hx)
+        self._update_flat_weights()
         has_c = kind.has_cell_state  # the hidden state is a pair (h, c)
         D = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
@@ -339,7 +353,7 @@ _CELL_ARGS = """
 
 
 class _FusedCellBase(nn.RNNCellBase):
-    """One step of a cell: the fused sequence op with T = 1 (input GEMM, recurrent GEMM, one fused pointwise op,
+    """One step of a cell: the single-step cell op (rnnfused/_cell_ops.py: two GEMMs and one fused pointwise pass,
     with its own backward). Subclasses set ``_MODE`` (a key of the cell registry) and ``_NAME`` (nn's class name,
     used in nn's error messages)."""
 
@@ -396,6 +410,8 @@ class _FusedCellBase(nn.RNNCellBase):
         """One step, as the nn.*Cell's forward: ``h'`` from ``(input, h)``, or ``(h', c')`` from
         ``(input, (h, c))`` for the LSTM cell (see the class docstring for the shapes)."""
         kind = self._kind
+        if _onnx_exporting():
+            return kind.torch_cell.forward(self, input, hx)  # what the ONNX exporters translate (see _FusedRNNBase)
         if kind.has_cell_state:
             if hx is not None and not isinstance(hx, (tuple, list)):
                 raise TypeError(f"lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, not "
@@ -418,16 +434,23 @@ class _FusedCellBase(nn.RNNCellBase):
             new = [s.squeeze(0) for s in new]
         return tuple(new) if kind.has_cell_state else new[0]
 
+    def _weights(self) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh). Read from ``_parameters`` where they are registered: a cell loop
+        reads them at every step, and nn.Module.__getattr__ costs about as much as the rest of a step's Python.
+        A name not there (a parametrization's property, a hook's plain attribute) is read as an attribute."""
+        params = self._parameters
+        return tuple(params[n] if n in params else getattr(self, n)  # type: ignore[return-value]
+                     for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
     def _step(self, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
         """input [B, I], states [B, H] each -> the new states."""
-        check_cell_inputs(input, states, self.input_size, self.hidden_size, self.weight_ih)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        check_cell_inputs(input, states, self.input_size, self.hidden_size, w_ih)
         kind = self._kind
         c = states[1] if kind.has_cell_state else None
-        inputs = LayerInputs(input.unsqueeze(0), states[0], c, self.weight_ih, self.weight_hh, self.bias_ih,
-                             self.bias_hh, None, None, False)
         # Zero-size steps are valid for nn.* (empty results); the fused ops reject them, the reference handles them.
         backend = "reference" if input.size(0) == 0 or self.hidden_size == 0 else self.backend
-        _, h_n, c_n = run_layer(kind, inputs, backend)
+        h_n, c_n = cell_step(kind, input, states[0], c, w_ih, w_hh, b_ih, b_hh, backend)
         return [h_n, c_n] if kind.has_cell_state else [h_n]
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import rnnfused
+from rnnfused._cell_ops import cell_backward_arg_names, cell_forward_arg_names, cell_grad_names, cell_output_names
 from rnnfused._cells import CELL_IDS, CELL_KINDS, cell_kind
 from rnnfused._inputs import backward_arg_names, forward_arg_names, forward_output_names, grad_names
 
@@ -23,7 +24,8 @@ def _cell_ops():
 
 @pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
 def test_cpp_ops_are_exactly_the_python_registry():
-    expected = {k.name for k in CELL_KINDS.values()} | {f"{k.name}_backward" for k in CELL_KINDS.values()}
+    expected = {f"{k.name}{suffix}" for k in CELL_KINDS.values()
+                for suffix in ("", "_backward", "_cell", "_cell_backward")}  # layer ops, single-step cell ops
     assert _cell_ops() == expected
 
 
@@ -37,6 +39,18 @@ def test_cpp_schemas_follow_the_python_traits(name):
     assert len(fwd.returns) == len(forward_output_names(kind))
     assert [a.name for a in bwd.arguments] == backward_arg_names(kind)
     assert len(bwd.returns) == len(grad_names(kind))
+
+
+@pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
+@pytest.mark.parametrize("name", list(CELL_KINDS))
+def test_cpp_cell_op_schemas_follow_the_python_traits(name):
+    kind = CELL_KINDS[name]
+    fwd = getattr(torch.ops.rnnfused, f"{name}_cell").default._schema
+    bwd = getattr(torch.ops.rnnfused, f"{name}_cell_backward").default._schema
+    assert [a.name for a in fwd.arguments] == cell_forward_arg_names(kind)
+    assert len(fwd.returns) == len(cell_output_names(kind))
+    assert [a.name for a in bwd.arguments] == cell_backward_arg_names(kind)
+    assert len(bwd.returns) == len(cell_grad_names(kind))
 
 
 def test_registry_entries_are_consistent():

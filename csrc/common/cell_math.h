@@ -25,7 +25,7 @@
 namespace rnnfused {
 
 // Explicit float/double overloads: the unqualified C names would promote float to double on some hosts.
-// Host float uses host_math (vectorizable; glibc's expf/tanhf are scalar calls that would dominate the CPU loops).
+// The host uses host_math (vectorizable; glibc's exp/tanh are scalar calls that would dominate the CPU loops).
 RNNF_HD float exp_(float x) {
 #if defined(__CUDA_ARCH__)
   return expf(x);
@@ -40,8 +40,20 @@ RNNF_HD float tanh_(float x) {
   return host_math::tanh(x);
 #endif
 }
-RNNF_HD double exp_(double x) { return exp(x); }
-RNNF_HD double tanh_(double x) { return tanh(x); }
+RNNF_HD double exp_(double x) {
+#if defined(__CUDA_ARCH__)
+  return exp(x);
+#else
+  return host_math::exp(x);
+#endif
+}
+RNNF_HD double tanh_(double x) {
+#if defined(__CUDA_ARCH__)
+  return tanh(x);
+#else
+  return host_math::tanh(x);
+#endif
+}
 
 template <typename A>
 RNNF_HD A sigmoid(A x) {

@@ -1,4 +1,6 @@
-// The `cpu` backend: the step-wise driver with the C++ pointwise loops, registered for the CPU dispatch key.
+// The `cpu` backend: the step-wise driver and the single-step cell ops with the C++ pointwise loops, registered for
+// the CPU dispatch key.
+#include "../cell/cell_ops.h"
 #include "../sequence/layer_ops.h"
 #include "pointwise_cpu.h"
 
@@ -18,6 +20,9 @@ struct CpuPointwise {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(rnnfused, CPU, m) { register_layer_ops<StepwiseRunner<CpuPointwise>>(m); }
+TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
+  register_layer_ops<StepwiseRunner<CpuPointwise>>(m);
+  register_cell_ops<CpuPointwise>(m);
+}
 
 }  // namespace rnnfused

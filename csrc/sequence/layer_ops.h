@@ -15,6 +15,7 @@
 #include <ATen/core/stack.h>
 #include <torch/library.h>
 
+#include <array>
 #include <optional>
 #include <string>
 
@@ -50,6 +51,14 @@ class ArgReader {
     return v.isNone() ? std::nullopt : std::optional<at::Tensor>(v.toTensor());
   }
   bool boolean() { return args_[next_++].toBool(); }
+  template <size_t N>
+  std::array<bool, N> booleans() {  // a bool[N] argument
+    const c10::List<bool> list = args_[next_++].toBoolList();
+    TORCH_CHECK(list.size() == N, "expected bool[", N, "], got ", list.size(), " values");
+    std::array<bool, N> out{};
+    for (size_t i = 0; i < N; ++i) out[i] = list.get(i);
+    return out;
+  }
 
  private:
   c10::ArrayRef<c10::IValue> args_;
