@@ -17,17 +17,11 @@ from torch import Tensor
 
 from . import reference
 from ._cells import CELL_KINDS, CellKind, cell_state_dtype
+from ._extension import load_extension
 
-try:
-    from . import _C  # noqa: F401  (importing registers torch.ops.rnnfused.*)
-
-    EXTENSION_ERROR: Optional[str] = None
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _C = None
-    EXTENSION_ERROR = (
-        f"rnnfused._C could not be imported ({exc}). Build it with `pip install --no-build-isolation -e .` in the "
-        "repository (needs a C++ compiler; CUDA kernels also need nvcc and a CUDA build of torch)."
-    )
+# Importing _C registers torch.ops.rnnfused.*; it is skipped (with a warning) when the installed torch is not the
+# one _C was built against (see _extension.py).
+_C, EXTENSION_ERROR = load_extension()
 
 
 def extension_loaded() -> bool:
