@@ -20,5 +20,6 @@ __all__ = [
     "clear_cuda_graphs",
 ]
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
+from .convert import convert, revert  # noqa: E402
 
-__all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]
+__all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell", "convert", "revert"]
