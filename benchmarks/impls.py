@@ -3,11 +3,12 @@
     cudnn / torch-cpu    the baseline: nn.LSTM/GRU/RNN (cuDNN, weights flattened, on a GPU; PyTorch's CPU kernels
                          without one); always measured, first, since speedups and checks refer to it
     cpu, cuda, triton …  rnnfused's Fused* modules with ``backend=`` that backend; one impl per kernel-path variant
-                         when the backend has several (``triton:step``, ``triton:persistent``; see variants.py)
+                         when the backend has several (``triton:step``, ``triton:persistent``: the table in
+                         variants.py)
     reference            rnnfused's plain-PyTorch equations (slow: measured only when asked for)
     cell-loop            the textbook nn.LSTMCell/GRUCell/RNNCell Python loop over time (``--with-cell-loop``)
 
-:func:`discover` builds the list for a device from ``rnnfused.available_backends`` and the variant providers, so a
+:func:`discover` builds the list for a device from ``rnnfused.available_backends`` and the variant table, so a
 new backend or kernel path shows up without changes here.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Impl:
         raise NotImplementedError
 
     def note(self, cfg: BenchConfig) -> str:
+        """A short remark on this implementation for ``cfg`` (shown in the table and CSV)."""
         return ""
 
 
@@ -51,6 +53,8 @@ def baseline_name(device: torch.device) -> str:
 
 
 class BaselineImpl(Impl):
+    """nn.LSTM/GRU/RNN itself: cuDNN on a GPU, PyTorch's CPU kernels on the CPU."""
+
     def __init__(self, device: torch.device):
         what = "nn.* on cuDNN (flatten_parameters)" if device.type == "cuda" else "nn.* on PyTorch's CPU kernels"
         super().__init__(baseline_name(device), what, is_baseline=True)
@@ -64,11 +68,10 @@ class FusedImpl(Impl):
 
     _FUSED = {"lstm": "FusedLSTM", "gru": "FusedGRU", "rnn": "FusedRNN"}
 
-    def __init__(self, backend: str, variant: Variant, slow: bool = False):
+    def __init__(self, backend: str, variant: Variant = Variant(), slow: bool = False):
         name = f"{backend}:{variant.name}" if variant.name else backend
         super().__init__(name, variant.description or f"rnnfused backend={backend!r}", dict(variant.env), slow,
                          backend=backend, variant=variant.name)
-        self._note = variant.note
 
     def unavailable(self, cfg, device):
         from rnnfused.backends import unavailable_reason
@@ -82,7 +85,17 @@ class FusedImpl(Impl):
         return cls.from_module(baseline, backend=self.backend)
 
     def note(self, cfg):
-        return self._note(cfg) if self._note is not None else ""
+        # The cuda backend's automatic choice: say which path it takes for this config.
+        if self.backend != "cuda" or self.variant:
+            return ""
+        try:
+            from rnnfused import cuda_path
+
+            cell = "rnn_tanh" if cfg.cell == "rnn" else cfg.cell
+            return "path=" + str(cuda_path(cell, cfg.seq_len, cfg.batch, cfg.input_size, cfg.hidden,
+                                           dtype=cfg.torch_dtype, lengths=cfg.packed))
+        except Exception as exc:  # noqa: BLE001 - a note must never stop a benchmark
+            return f"path=? ({type(exc).__name__})"
 
 
 class CellLoop(nn.Module):
@@ -112,12 +125,16 @@ class CellLoop(nn.Module):
 
 
 class CellLoopImpl(Impl):
+    """The textbook nn.*Cell loop (``--with-cell-loop``)."""
+
     def __init__(self):
         super().__init__("cell-loop", "nn.*Cell called in a Python loop over time steps")
 
     def unavailable(self, cfg, device):
         if cfg.layers != 1 or cfg.bidirectional:
             return "the cell loop runs one unidirectional layer"
+        if cfg.packed:
+            return "the cell loop runs full-length sequences (no PackedSequence)"
         return None
 
     def build(self, baseline):
@@ -137,15 +154,14 @@ def discover(device: torch.device, dtypes: Sequence[torch.dtype] = (torch.float3
              with_cell_loop: bool = False) -> List[Impl]:
     """Baseline first, then every rnnfused backend that runs on ``device`` for one of ``dtypes`` (each of its
     variants), then the cell loop if asked for."""
-    from rnnfused.backends import BACKENDS, get_backend, unavailable_reason
+    from rnnfused.backends import BACKENDS, unavailable_reason
 
     impls: List[Impl] = [BaselineImpl(device)]
     for backend in BACKENDS:
         runnable = [dt for dt in dtypes if unavailable_reason(backend, device, dt) is None]
         if not runnable:
             continue
-        backend_obj = get_backend(backend, device, runnable[0])
-        for variant in variants_for(backend, device, backend_obj):
+        for variant in variants_for(backend):
             impls.append(FusedImpl(backend, variant, slow=_slow(backend, device)))
     if with_cell_loop:
         impls.append(CellLoopImpl())
