@@ -87,7 +87,7 @@ PRESETS: Dict[str, Dict[str, Preset]] = {
     "cpu": {
         "quick": Preset([Block(CELLS, ["fp32"], [8], [32, 64, 128], [32]),
                          Block(CELLS, ["fp32"], [2], [128], [32])],
-                        TimerSettings(warmup_s=0.02, rep_s=0.1, max_s=0.5), time_budget_s=45,
+                        TimerSettings(warmup_s=0.02, rep_s=0.1, max_s=0.25), time_budget_s=45,
                         # One thread: at these sizes threads barely help, and on a busy 2-core machine (CI) the
                         # OpenMP pools of both sides contend and calls take 100-1000x longer.
                         threads=1),
