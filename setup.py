@@ -12,13 +12,15 @@ compares with the installed torch (rnnfused/_extension.py).
 
 Environment:
     RNNFUSED_BUILD_CUDA=0|1   force the CUDA part off or on (default: on when torch.version.cuda and nvcc exist)
-    TORCH_CUDA_ARCH_LIST      GPU architectures (default "8.0;9.0"); sm_90 code paths are guarded at run time
+    TORCH_CUDA_ARCH_LIST      GPU architectures (default: default_cuda_arch_list() below, by nvcc version, with PTX
+                              for newer GPUs); the built list is recorded as rnnfused._C.cuda_arches
     MAX_JOBS                  parallel compile jobs (ninja)
 """
 import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
 import warnings
 
@@ -33,9 +35,13 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 TORCH_SUPPORTED = ">=2.11,<2.14"
 MIN_SETUPTOOLS = 77  # SPDX `license` in pyproject.toml
 
-if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS:
-    sys.exit(f"rnnfused needs setuptools>={MIN_SETUPTOOLS} to build, found {setuptools.__version__} (with "
-             f"--no-build-isolation pip uses the one installed here): pip install 'setuptools>={MIN_SETUPTOOLS}' ninja")
+
+def _check_setuptools():
+    if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS:
+        sys.exit(f"rnnfused needs setuptools>={MIN_SETUPTOOLS} to build, found {setuptools.__version__} (with "
+                 f"--no-build-isolation pip uses the one installed here): pip install 'setuptools>={MIN_SETUPTOOLS}' "
+                 "ninja")
+
 
 try:
     import torch
@@ -53,6 +59,45 @@ def _want_cuda():
     return torch.version.cuda is not None and (has_nvcc or shutil.which("nvcc") is not None)
 
 
+def nvcc_version(cuda_home=None):
+    """(major, minor) of the nvcc in cuda_home (default: torch's CUDA_HOME) or on PATH, or None."""
+    if cuda_home is None and torch is not None:
+        from torch.utils.cpp_extension import CUDA_HOME as cuda_home
+    nvcc = os.path.join(cuda_home, "bin", "nvcc") if cuda_home else shutil.which("nvcc")
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError, TypeError):
+        return None
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def default_cuda_arch_list(version):
+    """TORCH_CUDA_ARCH_LIST when the user sets none (flash-attention's practice: add architectures by nvcc version).
+
+    SASS for sm_80 (runs on every 8.x GPU: A100, A10, RTX 30/40, L4, L40) and sm_90 (H100/H200), PTX of compute_90 so
+    that any later GPU can JIT-compile the kernels, and, when nvcc can build them (12.8+), SASS for sm_100 (B200/B300,
+    also runs on 10.3) and sm_120 (RTX 50, RTX PRO 6000, also runs on 12.1), so those start without a JIT."""
+    archs = ["8.0", "9.0+PTX"]
+    if version is not None and version >= (12, 8):
+        archs += ["10.0", "12.0"]
+    return ";".join(archs)
+
+
+def cuda_targets(arch_list):
+    """The code targets ("sm_80", "compute_90", ...) that torch's -gencode flags build for this arch list."""
+    targets = set()
+    for arch in arch_list.replace(" ", ";").split(";"):
+        m = re.fullmatch(r"(\d+)\.(\d+)(a?)(\+PTX)?", arch.strip())
+        if not m:
+            return ["unknown:" + arch_list]  # a named list (Ampere, ...): the run-time probe still decides
+        num = m.group(1) + m.group(2) + m.group(3)
+        targets.add("sm_" + num)
+        if m.group(4):
+            targets.add("compute_" + num)
+    return sorted(targets, key=lambda t: (int(re.sub(r"\D", "", t)), t.startswith("compute_"), t))
+
+
 def _sources(*patterns):
     out = []
     for pattern in patterns:
@@ -63,18 +108,23 @@ def _sources(*patterns):
 def _extension():
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    cpp_sources = ["csrc/module.cpp", "csrc/ops.cpp"] + _sources("sequence/*.cpp", "cpu/*.cpp")
+    # cuda/persistent/pack.cpp is plain ATen: every build has the weight-packing op, so CPU tests check its layout.
+    cpp_sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/cuda/persistent/pack.cpp"]
+    cpp_sources += _sources("sequence/*.cpp", "cpu/*.cpp")
     # -fno-trapping-math lets GCC if-convert the selects in the vectorized CPU loops (results are unchanged).
     cxx_flags = ["-O3", "-fno-trapping-math"]
     if not _want_cuda():
         return CppExtension("rnnfused._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        os.environ["TORCH_CUDA_ARCH_LIST"] = default_cuda_arch_list(nvcc_version())
+    targets = ",".join(cuda_targets(os.environ["TORCH_CUDA_ARCH_LIST"]))
     cuda_sources = _sources("cuda/*.cpp", "cuda/*.cu", "cuda/kernels/*.cu")
     cuda_sources += _sources("cuda/persistent/*.cpp", "cuda/persistent/*.cu")  # the persistent path's launcher
+    cuda_sources = [src for src in cuda_sources if src not in cpp_sources]
     return CUDAExtension(
         "rnnfused._C",
         cpp_sources + cuda_sources,
-        define_macros=[("RNNFUSED_WITH_CUDA", None)],
+        define_macros=[("RNNFUSED_WITH_CUDA", None), ("RNNFUSED_CUDA_ARCHES", re.sub(r"[^a-z0-9_,:.]", "", targets))],
         extra_compile_args={
             "cxx": cxx_flags,
             # No --use_fast_math: it would swap expf/tanhf/division for approximations in the float32 kernels (float64
@@ -144,8 +194,10 @@ class NoTorchBuildExt(SetuptoolsBuildExt):
             f"let pip install torch{TORCH_SUPPORTED} into an isolated build environment (`pip install .`).")
 
 
-setup(
-    ext_modules=[_extension() if torch is not None else Extension("rnnfused._C", ["csrc/module.cpp"])],
-    cmdclass={"build_ext": _build_ext_class()},
-    install_requires=[_torch_requirement()],
-)
+if __name__ == "__main__":  # pip / setuptools run this file as __main__; tests import the helpers above
+    _check_setuptools()
+    setup(
+        ext_modules=[_extension() if torch is not None else Extension("rnnfused._C", ["csrc/module.cpp"])],
+        cmdclass={"build_ext": _build_ext_class()},
+        install_requires=[_torch_requirement()],
+    )

@@ -5,9 +5,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from rnnfused._cells import CELL_KINDS, CellKind, cell_kind
+
 __all__ = ["BenchConfig", "CELLS", "DTYPES", "MODES", "LENGTHS", "parse_dtype", "dtype_name"]
 
-CELLS = ("lstm", "gru", "rnn")                                # rnn = Elman RNN with tanh (nn.RNN's default)
+# The nn families of the cell registry (lstm, gru, rnn; rnn = Elman RNN with tanh, nn.RNN's default).
+CELLS = tuple(dict.fromkeys(kind.family for kind in CELL_KINDS.values()))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 MODES = ("fwd", "fwdbwd")                                     # forward under no_grad; forward + backward
 # full: every sequence has seq_len steps (a padded tensor); var: a PackedSequence whose lengths are drawn uniformly
@@ -93,6 +96,11 @@ class BenchConfig:
             parts.append("var")
         parts.append(self.mode)
         return "-".join(parts)
+
+    @property
+    def kind(self) -> CellKind:
+        """The cell registry's entry for ``cell`` (``rnn``: the tanh Elman cell, nn.RNN's default)."""
+        return cell_kind(self.cell)
 
     @property
     def packed(self) -> bool:

@@ -1,4 +1,4 @@
-"""Peak host memory of a fused layer's forward+backward vs sequence length (issue: memory linear in T).
+"""Peak host memory of a fused layer's forward+backward vs sequence length.
 
     python benchmarks/memory_scaling.py --steps 1000 10000 100000 --hidden 32 --batch 8
 

@@ -49,7 +49,8 @@ class Preset:
 
 LSTM_GRU = ("lstm", "gru")
 
-# The headline configs of issues 6/7 (DESIGN.md baselines), then the B∈{8,64} × H∈{256,1024} table of issues 5/7.
+# The headline configs (the cuDNN baselines of the design notes: cuDNN's persistent fp16 LSTM and its standard path),
+# then a B∈{8,64} × H∈{256,1024} table of LSTM/GRU in bf16 and fp32.
 GPU_HEADLINE = [
     Block(["lstm"], ["fp16"], [16], [768], [1024]),
     Block(["lstm"], ["bf16"], [8], [1024], [512]),

@@ -2,8 +2,8 @@
 
 One benchmark group per config (``lstm-fp16-B16-H768-T1024-fwd``), holding the baseline and every rnnfused
 implementation available here, so ``--benchmark-compare`` lines up runs config by config. On a GPU the configs are
-the headline ones of issues 6/7 plus a packed variable-length one; without a GPU the same cells and dtypes run at
-tiny sizes (PyTorch's CPU nn.* as the baseline).
+the headline ones (cuDNN's persistent fp16 LSTM, its standard bf16/fp32 paths, GRU) plus a packed variable-length
+one; without a GPU the same cells and dtypes run at tiny sizes (PyTorch's CPU nn.* as the baseline).
 
 The call that is timed comes from the same path as the CLI's (``benchmarks.runner.ShapeRun.checked``: same
 workload, switches, module and spot-check against a float64 run; an implementation that fails the check is not

@@ -1,12 +1,23 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
-from . import _ops, backends, functional, reference
-from ._cuda import clear_cuda_graphs, cuda_graph_stats, cuda_path
-from ._ops import EXTENSION_ERROR, cuda_built, extension_loaded
+from . import _op_family, backends, functional, reference  # _op_family: registers fakes/autograd of the C++ ops
+from ._cuda import (clear_cuda_graphs, cuda_arches, cuda_graph_stats, cuda_path, load_crossover_table,
+                    persistent_crossover, persistent_stall)
+from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
+from .convert import convert, revert
+from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 from .version import __version__
 
 __all__ = [
     "__version__",
+    "FusedLSTM",
+    "FusedGRU",
+    "FusedRNN",
+    "FusedLSTMCell",
+    "FusedGRUCell",
+    "FusedRNNCell",
+    "convert",
+    "revert",
     "functional",
     "reference",
     "backends",
@@ -16,10 +27,10 @@ __all__ = [
     "cuda_built",
     "EXTENSION_ERROR",
     "cuda_path",
+    "cuda_arches",
+    "load_crossover_table",
+    "persistent_crossover",
+    "persistent_stall",
     "cuda_graph_stats",
     "clear_cuda_graphs",
 ]
-from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell  # noqa: E402
-from .convert import convert, revert  # noqa: E402
-
-__all__ += ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell", "convert", "revert"]

@@ -1,46 +1,126 @@
-"""Python helpers of the ``cuda`` backend: which path a layer takes, and the CUDA-graph cache.
+"""Python helpers of the ``cuda`` backend: which path a layer takes and why, the persistent kernels' crossover table,
+tuning knob and stall record, the GPUs this build can run on, and the CUDA-graph cache.
 
     rnnfused.cuda_path("lstm", seq_len=512, batch=8, input_size=256, hidden_size=256, dtype=torch.bfloat16)
-        -> "persistent" or "stepwise" (csrc/cuda/dispatch.h decides)
+        -> "persistent" or "stepwise" (csrc/cuda/dispatch.h decides); explain=True -> (path, why)
+    rnnfused/persistent_crossover.txt   the measured batch bound of the persistent path (loaded at import;
+        rewrite it with `python -m benchmarks.crossover results.csv`, reload with rnnfused.load_crossover_table())
     RNNFUSED_CUDA_PATH=stepwise|persistent   force a path (default: the rule in csrc/cuda/dispatch.h)
+    RNNFUSED_PERSISTENT_TUNING=[variant][,units=N][,nchunk=N]   the persistent kernels' synchronisation variant
+        (baseline, store_first, padded, poll_warp, ll) and geometry overrides (csrc/cuda/kernels/persistent_tuning.h)
     RNNFUSED_CUDA_GRAPHS=1   replay the step-wise loop from cached CUDA graphs (default off; csrc/cuda/graph_cache.h)
+    rnnfused.persistent_stall() -> None or the record of a persistent launch the watchdog abandoned
+    rnnfused.cuda_arches() -> the code targets the extension was built for ("sm_80", "sm_90", "compute_90", ...)
     rnnfused.cuda_graph_stats() -> {"captures": ..., "replays": ..., "cached": ...}
     rnnfused.clear_cuda_graphs()
 """
 from __future__ import annotations
 
 import os
+import warnings
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 
-from . import _ops
+from . import _extension
 
-__all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "cuda_path", "cuda_graphs_enabled", "cuda_graph_stats", "clear_cuda_graphs"]
+__all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "TUNING_ENV_VAR", "PERSISTENT_VARIANTS", "CROSSOVER_FILE", "cuda_path",
+           "load_crossover_table", "persistent_crossover", "persistent_stall", "cuda_arches",
+           "kernel_image_unavailable", "benchmark_tuning_variants", "cuda_graphs_enabled", "cuda_graph_stats",
+           "clear_cuda_graphs"]
 
 GRAPHS_ENV_VAR = "RNNFUSED_CUDA_GRAPHS"
 PATH_ENV_VAR = "RNNFUSED_CUDA_PATH"
+TUNING_ENV_VAR = "RNNFUSED_PERSISTENT_TUNING"
+PERSISTENT_VARIANTS = ("baseline", "store_first", "padded", "poll_warp", "ll")  # persistent_tuning.h
+CROSSOVER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "persistent_crossover.txt")
 
 
 def _cuda_module():
-    if not _ops.cuda_built():
-        raise RuntimeError(_ops.EXTENSION_ERROR or "rnnfused._C was built without CUDA; the cuda backend is absent")
-    return _ops._C
+    if not _extension.cuda_built():
+        raise RuntimeError(_extension.EXTENSION_ERROR or "rnnfused._C was built without CUDA; the cuda backend is absent")
+    return _extension.extension()
 
 
 def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size: int, *, proj_size: int = 0,
               dtype: torch.dtype = torch.float32, bias: bool = True, lengths: bool = False, reverse: bool = False,
-              device=None) -> str:
+              device=None, explain: bool = False) -> Union[str, Tuple[str, str]]:
     """The CUDA path ("stepwise" or "persistent") one layer-direction of this configuration takes.
 
     ``cell``: lstm, gru, rnn_tanh, rnn_relu; ``lengths``: whether per-row lengths are given; ``device``: a CUDA
-    device (default: the current one).
+    device (default: the current one). With ``explain=True`` returns ``(path, why)``, ``why`` naming the fit rule's
+    verdict or the crossover-table row that decided.
     """
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch.dtype, got {dtype!r}")
     index = -1 if device is None else torch.device(device).index
-    return _cuda_module().cuda_path(cell, seq_len, batch, input_size, hidden_size, proj_size,
-                                    str(dtype).replace("torch.", ""), bias, lengths, reverse,
-                                    -1 if index is None else index)
+    path, why = _cuda_module().cuda_path(cell, seq_len, batch, input_size, hidden_size, proj_size,
+                                         str(dtype).replace("torch.", ""), bias, lengths, reverse,
+                                         -1 if index is None else index)
+    return (path, why) if explain else path
+
+
+def load_crossover_table(path: Optional[str] = None) -> str:
+    """Hands the crossover table at ``path`` (default: the one shipped in the package) to the dispatch rule; returns
+    the table in force, in one line. A malformed file raises and leaves the previous table in place."""
+    path = path or CROSSOVER_FILE
+    with open(path) as f:
+        text = f.read()
+    module = _cuda_module()
+    module.set_persistent_crossover(text, path)
+    return module.persistent_crossover()
+
+
+def persistent_crossover() -> str:
+    """The crossover table the dispatch rule reads, in one line (its source and rows)."""
+    return _cuda_module().persistent_crossover()
+
+
+def persistent_stall() -> Optional[dict]:
+    """The record of a persistent launch the watchdog abandoned (a producer never arrived): a dict with ``message``,
+    ``cta``, ``warp``, ``phase``, ``producer``, ``seen``, ``target``, ``ctas``, ``phases``, ``direction``,
+    ``variant``, ``spins``; None when there is none. Reading clears it. Call ``torch.cuda.synchronize()`` first: the
+    kernel writes it asynchronously. (The next persistent launch also raises it as its error.)"""
+    return _cuda_module().persistent_stall()
+
+
+def cuda_arches() -> Tuple[str, ...]:
+    """The code targets the CUDA kernels were built for (``sm_XY``: machine code; ``compute_XY``: PTX that newer GPUs
+    JIT-compile); empty without a CUDA build."""
+    return tuple(getattr(_extension.extension(), "cuda_arches", ())) if _extension.extension_loaded() else ()
+
+
+_IMAGE_CHECKS: Dict[int, Optional[str]] = {}
+
+
+def kernel_image_unavailable(device: torch.device) -> Optional[str]:
+    """None when the extension holds a kernel image that ``device`` can run, else a sentence saying why not (a GPU
+    newer than the build's targets without PTX, or older than sm_80). Probed once per device."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index in _IMAGE_CHECKS or torch.compiler.is_compiling():
+        return _IMAGE_CHECKS.get(index)
+    error = _cuda_module().cuda_kernel_image_error(index)
+    reason = None
+    if error:
+        major, minor = torch.cuda.get_device_capability(index)
+        reason = (f"rnnfused._C has no kernel image for cuda:{index} (sm_{major}{minor}): it was built for "
+                  f"{', '.join(cuda_arches()) or 'unknown targets'} ({error}); rebuild with "
+                  f"TORCH_CUDA_ARCH_LIST={major}.{minor} (pip install --no-build-isolation -e .)")
+    _IMAGE_CHECKS[index] = reason
+    return reason
+
+
+def benchmark_tuning_variants(backend: str, device: torch.device) -> Optional[list]:
+    """A benchmark variant provider (benchmarks/variants.py): with
+    ``RNNFUSED_BENCH_VARIANTS=rnnfused._cuda:benchmark_tuning_variants`` the suite times the cuda backend's
+    step-wise path next to its persistent kernels in every synchronisation variant (impls ``cuda:stepwise``,
+    ``cuda:persistent-baseline``, ``cuda:persistent-ll``, ...). Opt-in: default runs time only the default variant."""
+    if backend != "cuda":
+        return None
+    plain = {GRAPHS_ENV_VAR: "0"}
+    return ([dict(name="stepwise", env={**plain, PATH_ENV_VAR: "stepwise"}, description="step loop from the host")]
+            + [dict(name=f"persistent-{v}", env={**plain, PATH_ENV_VAR: "persistent", TUNING_ENV_VAR: v},
+                    description=f"persistent kernels, {v} synchronisation") for v in PERSISTENT_VARIANTS])
 
 
 def cuda_graphs_enabled() -> bool:
@@ -54,3 +134,11 @@ def cuda_graph_stats() -> dict:
 
 def clear_cuda_graphs() -> None:
     _cuda_module().clear_cuda_graphs()
+
+
+if _extension.cuda_built():
+    try:
+        load_crossover_table()
+    except (OSError, RuntimeError) as exc:  # a broken install: the rule keeps its built-in default (batch <= 64)
+        warnings.warn(f"rnnfused: could not load {CROSSOVER_FILE}: {exc}; the cuda backend uses its built-in "
+                      "crossover default (persistent path up to batch 64)")

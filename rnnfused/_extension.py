@@ -1,9 +1,10 @@
-"""Loading the compiled extension rnnfused._C, after checking that it was built against the torch installed now.
+"""Loading the compiled extension rnnfused._C (C++ CPU ops, and CUDA ops when built with CUDA), after checking that
+it was built against the torch installed now.
 
 A compiled PyTorch extension links against torch's C++ library, whose ABI changes between torch releases: an
 ``_C`` built for torch 2.13 loaded into torch 2.12 fails with an undefined symbol at best, and can crash at worst.
 setup.py therefore writes ``rnnfused/_build_info.py`` next to ``_C`` (the torch version, its CUDA version and
-whether the CUDA kernels were built), and :func:`load_extension` compares it with the running torch *before*
+whether the CUDA kernels were built), and :func:`_load` compares it with the running torch *before*
 importing ``_C``:
 
 * another torch minor release (2.12 vs 2.13), or a torch without CUDA (or with another CUDA major version) for an
@@ -23,7 +24,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["build_info", "torch_mismatch", "load_extension", "REBUILD_HINT"]
+__all__ = ["EXTENSION_ERROR", "extension", "extension_loaded", "cuda_built", "build_info", "torch_mismatch",
+           "REBUILD_HINT"]
 
 REBUILD_HINT = ("Rebuild rnnfused against the installed torch (in its source folder: `pip install "
                 "--no-build-isolation --force-reinstall --no-deps .`), or install the torch it was built against.")
@@ -67,7 +69,7 @@ def torch_mismatch(built: Dict[str, object], torch_version: str, torch_cuda: Opt
     return None
 
 
-def load_extension() -> Tuple[Optional[ModuleType], Optional[str]]:
+def _load() -> Tuple[Optional[ModuleType], Optional[str]]:
     """``(rnnfused._C, None)``, or ``(None, why it is not loaded)``. Importing ``_C`` registers the ops."""
     built = build_info()
     if built is not None:
@@ -84,3 +86,21 @@ def load_extension() -> Tuple[Optional[ModuleType], Optional[str]]:
                           "need nvcc and a CUDA build of torch).")
         return None, (f"rnnfused._C (built against torch {built['torch']}, installed torch {torch.__version__}) "
                       f"could not be imported: {exc}. {REBUILD_HINT}")
+
+
+# Importing _C registers torch.ops.rnnfused.*; it is skipped (with a warning) when the installed torch is not the one
+# _C was built against.
+_C, EXTENSION_ERROR = _load()
+
+
+def extension() -> Optional[ModuleType]:
+    """The module rnnfused._C, or None when it is not loaded (EXTENSION_ERROR says why)."""
+    return _C
+
+
+def extension_loaded() -> bool:
+    return _C is not None
+
+
+def cuda_built() -> bool:
+    return _C is not None and bool(getattr(_C, "built_with_cuda", False))

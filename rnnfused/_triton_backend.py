@@ -9,7 +9,7 @@ import torch
 
 from ._triton import ops as _triton_ops  # noqa: F401  (registers the ops)
 from ._triton.launch_common import interpreted
-from .backends import CustomOpBackend
+from ._backend_base import CustomOpBackend
 
 __all__ = ["BACKEND"]
 

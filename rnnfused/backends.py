@@ -14,36 +14,19 @@ Backends (all run one layer-direction with the same signature, see :class:`Layer
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import torch
-from torch import Tensor
 
-from . import _ops
-from ._cells import CellKind
+from . import _extension
+from ._autograd import reference_outputs
+from ._backend_base import CustomOpBackend, LayerBackend
 
 __all__ = ["BACKENDS", "ENV_VAR", "LayerBackend", "resolve_backend", "get_backend", "available_backends",
            "unavailable_reason", "register_backend"]
 
 ENV_VAR = "RNNFUSED_BACKEND"
 BACKENDS = ("reference", "cpu", "cuda", "triton")
-
-
-class LayerBackend:
-    """One implementation of the layer ops.
-
-    ``run(kind, x)`` takes :class:`rnnfused._ops.LayerInputs` and returns ``(output, h_n, c_n)`` (``c_n`` is None
-    for cells without a cell state). ``unavailable(device, dtype)`` returns None when the backend can run such
-    tensors here, else a sentence saying why not.
-    """
-
-    name: str = ""
-
-    def unavailable(self, device: torch.device, dtype: torch.dtype) -> Optional[str]:
-        raise NotImplementedError
-
-    def run(self, kind: CellKind, x: "_ops.LayerInputs") -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        raise NotImplementedError
 
 
 class ReferenceBackend(LayerBackend):
@@ -53,45 +36,31 @@ class ReferenceBackend(LayerBackend):
         return None
 
     def run(self, kind, x):
-        out = _ops.reference_outputs(kind, x)
+        out = reference_outputs(kind, x)
         return (out[0], out[1], out[2] if kind.has_cell_state else None)
 
 
-class CustomOpBackend(LayerBackend):
-    """A backend made of the ``rnnfused::{kind}{suffix}`` custom ops (fake + autograd from _ops.register_family)."""
-
-    def __init__(self, name: str, suffix: str, availability: Callable[[torch.device, torch.dtype], Optional[str]]):
-        self.name = name
-        self.suffix = suffix
-        self._availability = availability
-
-    def unavailable(self, device, dtype):
-        return self._availability(device, dtype)
-
-    def run(self, kind, x):
-        outs = _ops.op_for(kind, self.suffix)(*_ops.forward_args(kind, x))
-        return (outs[0], outs[1], outs[2] if kind.has_cell_state else None)
-
-
 def _cpu_unavailable(device, dtype):
-    if not _ops.extension_loaded():
-        return _ops.EXTENSION_ERROR
+    if not _extension.extension_loaded():
+        return _extension.EXTENSION_ERROR
     if device.type != "cpu":
         return f"the cpu backend runs CPU tensors, got a tensor on {device}"
     return None
 
 
 def _cuda_unavailable(device, dtype):
-    if not _ops.extension_loaded():
-        return _ops.EXTENSION_ERROR
+    if not _extension.extension_loaded():
+        return _extension.EXTENSION_ERROR
     if device.type != "cuda":
         return f"the cuda backend runs CUDA tensors, got a tensor on {device}"
     if not torch.cuda.is_available():
         return "no CUDA GPU is available here"
-    if not _ops.cuda_built():
+    if not _extension.cuda_built():
         return ("rnnfused._C was built without CUDA; rebuild with a CUDA build of torch and nvcc "
                 "(RNNFUSED_BUILD_CUDA=1 CUDA_HOME=/usr/local/cuda pip install --no-build-isolation -e .)")
-    return None
+    from ._cuda import kernel_image_unavailable  # a GPU the build has no kernel image for: auto moves on
+
+    return kernel_image_unavailable(device)
 
 
 _REGISTRY: Dict[str, LayerBackend] = {
@@ -117,6 +86,7 @@ _AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "referenc
 
 
 def register_backend(backend: LayerBackend) -> None:
+    """Adds (or replaces) a backend under ``backend.name``; it then takes part in ``backend=`` lookups by name."""
     _REGISTRY[backend.name] = backend
 
 
@@ -130,7 +100,14 @@ def _lookup(name: str) -> Optional[LayerBackend]:
 
 
 def unavailable_reason(name: str, device: torch.device | str, dtype: torch.dtype = torch.float32) -> Optional[str]:
-    """None when backend ``name`` can run tensors of this device and dtype here, else why it cannot."""
+    """None when backend ``name`` can run tensors of this device and dtype here, else a sentence saying why not
+    (not built, no GPU, wrong device, Triton missing, …).
+
+    Example::
+
+        >>> rnnfused.backends.unavailable_reason("cuda", "cpu")
+        'the cuda backend runs CUDA tensors, got a tensor on cpu'
+    """
     if name not in BACKENDS:
         return f"unknown backend {name!r}; expected one of {BACKENDS} or 'auto'"
     backend = _lookup(name)
@@ -140,11 +117,21 @@ def unavailable_reason(name: str, device: torch.device | str, dtype: torch.dtype
 
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> list:
+    """The backends that can run tensors of ``device`` and ``dtype`` here, e.g. ``['reference', 'cpu']`` on a CPU
+    machine (``python -m rnnfused.info`` prints the reasons for the others)."""
     return [name for name in BACKENDS if unavailable_reason(name, device, dtype) is None]
 
 
 def resolve_backend(backend: Optional[str], device: torch.device | str, dtype: torch.dtype) -> str:
-    """The backend name that runs tensors of ``device``/``dtype``, by the rule in this module's docstring."""
+    """The backend name that runs tensors of ``device``/``dtype``, by the rule in this module's docstring.
+
+    Args:
+        backend: a name from ``BACKENDS``, ``"auto"``, or None (then ``RNNFUSED_BACKEND``, else ``"auto"``).
+        device, dtype: of the tensors to run.
+
+    Raises:
+        RuntimeError: a backend named explicitly (argument or environment) that cannot run here, with the reason.
+    """
     device = torch.device(device)
     name = backend if backend is not None else os.environ.get(ENV_VAR, "").strip() or "auto"
     name = name.lower()

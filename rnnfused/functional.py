@@ -12,88 +12,23 @@ state after its own last step (first step with ``reverse=True``).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from . import backends
 from ._cells import CellKind, cell_kind
-from ._ops import LayerInputs
+from ._device_lengths import lengths_on_device
+from ._inputs import LayerInputs
+from ._validation import Lengths, as_lengths, check_layer_inputs
 
 __all__ = ["lstm", "gru", "rnn", "run_layer"]
 
-Lengths = Union[Tensor, Sequence[int], None]
-
-
-def _as_lengths(lengths: Lengths, batch: int, steps: int) -> Optional[Tensor]:
-    if lengths is None:
-        return None
-    if isinstance(lengths, Tensor):
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise ValueError(f"lengths must hold integers, got dtype {lengths.dtype}")
-        if lengths.shape != (batch,):
-            raise ValueError(f"lengths must have shape [{batch}] (one length per batch row), got {list(lengths.shape)}")
-        lengths = lengths.detach().to("cpu", torch.int64)
-        # Value checks read the data; under torch.compile the op checks them instead (no data-dependent guard).
-        if not torch.compiler.is_compiling() and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
-            raise ValueError(f"lengths must lie in [1, seq_len={steps}], got {lengths.tolist()}")
-        return lengths
-    values = [int(v) for v in lengths]
-    if len(values) != batch:
-        raise ValueError(f"lengths must have shape [{batch}] (one length per batch row), got [{len(values)}]")
-    if any(v < 1 or v > steps for v in values):
-        raise ValueError(f"lengths must lie in [1, seq_len={steps}], got {values}")
-    return torch.tensor(values, dtype=torch.int64)
-
-
-def _check_tensor(name: str, t: Optional[Tensor], shape: Sequence[int], like: Tensor) -> None:
-    if t is None:
-        return
-    if not isinstance(t, Tensor):
-        raise ValueError(f"{name} must be a Tensor, got {type(t).__name__}")
-    if list(t.shape) != list(shape):
-        raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
-    # Under autocast the ops cast their floating inputs to one dtype (rnnfused._ops), as nn.LSTM does.
-    if t.dtype != like.dtype and not torch.is_autocast_enabled(like.device.type):
-        raise ValueError(f"{name} must have dtype {like.dtype} like input, got {t.dtype}")
-    if t.device != like.device:
-        raise ValueError(f"{name} must be on {like.device} like input, got {t.device}")
-
-
-def check_layer_inputs(kind: CellKind, x: LayerInputs) -> None:
-    """Validates one layer-direction's arguments; errors name the argument and what was expected."""
-    inp = x.input
-    if not isinstance(inp, Tensor):
-        raise ValueError(f"input must be a Tensor, got {type(inp).__name__}")
-    if inp.dim() != 3:
-        raise ValueError(f"input must be 3-D [seq_len, batch, input_size], got {inp.dim()}-D {list(inp.shape)}")
-    if not inp.dtype.is_floating_point:
-        raise ValueError(f"input must have a floating dtype (float64/32/16, bfloat16), got {inp.dtype}")
-    T, B, I = inp.shape
-    if T == 0 or B == 0:
-        raise ValueError(f"input must have seq_len > 0 and batch > 0, got shape {list(inp.shape)}")
-    if not isinstance(x.w_hh, Tensor) or x.w_hh.dim() != 2 or x.w_hh.shape[0] % kind.gates:
-        shape = list(x.w_hh.shape) if isinstance(x.w_hh, Tensor) else type(x.w_hh).__name__
-        raise ValueError(f"w_hh must be 2-D [{kind.gates}*hidden_size, hidden_size], got {shape}")
-    H = x.w_hh.shape[0] // kind.gates
-    H_out = x.w_hh.shape[1]
-    _check_tensor("w_ih", x.w_ih, (kind.gates * H, I), inp)
-    _check_tensor("w_hh", x.w_hh, (kind.gates * H, H_out), inp)
-    _check_tensor("b_ih", x.b_ih, (kind.gates * H,), inp)
-    _check_tensor("b_hh", x.b_hh, (kind.gates * H,), inp)
-    if (x.b_ih is None) != (x.b_hh is None):
-        raise ValueError("b_ih and b_hh must be given together or both be None")
-    _check_tensor("w_hr", x.w_hr, (H_out, H), inp)
-    if x.w_hr is None and H_out != H:
-        raise ValueError(f"w_hh has {H_out} columns but hidden_size is {H}; a projection needs w_hr")
-    _check_tensor("h0", x.h0, (B, H_out), inp)
-    if kind.has_cell_state:
-        _check_tensor("c0", x.c0, (B, H), inp)
-
 
 def run_layer(kind: CellKind, x: LayerInputs, backend: Optional[str] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Runs one validated layer-direction (time-major) on the selected backend: (output, h_n, c_n or None)."""
+    """Runs one already validated layer-direction (time-major) on the selected backend: ``(output, h_n, c_n)`` with
+    ``c_n`` None for cells without a cell state. The modules call this once per layer and direction."""
     return backends.get_backend(backend, x.input.device, x.input.dtype).run(kind, x)
 
 
@@ -108,7 +43,7 @@ def _layer(kind: CellKind, input: Tensor, h0: Optional[Tensor], c0: Optional[Ten
         c0 = input.new_zeros(B, H) if (c0 is None and kind.has_cell_state) else c0
     x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, None, bool(reverse))
     check_layer_inputs(kind, x)
-    x = x._replace(lengths=_as_lengths(lengths, input.shape[1], input.shape[0]))
+    x = x._replace(lengths=lengths_on_device(as_lengths(lengths, input.shape[1], input.shape[0]), input.device))
     output, h_n, c_n = run_layer(kind, x, backend)
     if batch_first:
         output = output.transpose(0, 1)
@@ -119,7 +54,34 @@ def lstm(input: Tensor, hx: Optional[Tuple[Tensor, Tensor]], w_ih: Tensor, w_hh:
          b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None, *,
          lengths: Lengths = None, reverse: bool = False, batch_first: bool = False,
          backend: Optional[str] = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
-    """LSTM layer-direction: ``output, (h_n, c_n)``; ``w_hr`` [proj_size, H] makes it an LSTMP."""
+    """One LSTM layer-direction over a whole sequence (one fused op; see the module docstring for the shapes).
+
+    Args:
+        input: ``[T, B, I]`` (``[B, T, I]`` with ``batch_first``), floating dtype.
+        hx: ``(h0 [B, H_out], c0 [B, H])`` or None for zeros.
+        w_ih: ``[4H, I]``; w_hh: ``[4H, H_out]``; b_ih, b_hh: ``[4H]`` or None (no bias); gates in the order i, f, g, o.
+        w_hr: ``[proj_size, H]`` or None: an LSTM with projection, ``H_out = proj_size`` (else ``H_out = H``).
+        lengths: ``[B]`` sequence lengths in ``[1, T]`` (a tensor or a list), or None: every row runs T steps.
+        reverse: run from the last step to the first (the backward direction of a bidirectional layer).
+        batch_first: input and output are batch-major.
+        backend: the implementation (see :mod:`rnnfused.backends`); None: the project's rule.
+
+    Returns:
+        ``output [T, B, H_out]`` (``[B, T, H_out]`` with ``batch_first``; zeros at padded steps) and
+        ``(h_n [B, H_out], c_n [B, H])``, each row's state after its own last step.
+
+    Raises:
+        ValueError: an argument of the wrong rank, size, dtype or device (the message names it).
+        RuntimeError: a ``backend`` named explicitly that cannot run these tensors here.
+
+    Example::
+
+        >>> x, h0, c0 = torch.randn(5, 3, 10), torch.zeros(3, 20), torch.zeros(3, 20)
+        >>> w_ih, w_hh = torch.randn(80, 10) * 0.1, torch.randn(80, 20) * 0.1
+        >>> out, (h_n, c_n) = rnnfused.functional.lstm(x, (h0, c0), w_ih, w_hh, lengths=[5, 2, 4])
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([3, 20]))
+    """
     if hx is None:
         h0 = c0 = None
     elif isinstance(hx, (tuple, list)) and len(hx) == 2:
@@ -134,7 +96,18 @@ def lstm(input: Tensor, hx: Optional[Tuple[Tensor, Tensor]], w_ih: Tensor, w_hh:
 def gru(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
         b_hh: Optional[Tensor] = None, *, lengths: Lengths = None, reverse: bool = False, batch_first: bool = False,
         backend: Optional[str] = None) -> Tuple[Tensor, Tensor]:
-    """GRU layer-direction: ``output, h_n``."""
+    """One GRU layer-direction over a whole sequence: ``output [T, B, H], h_n [B, H]``.
+
+    ``w_ih [3H, I]``, ``w_hh [3H, H]``, biases ``[3H]`` (gates r, z, n as in nn.GRU; ``b_hn`` inside ``r·(…)``);
+    ``hx``: ``h0 [B, H]`` or None. The other arguments, the results and the errors are those of :func:`lstm`.
+
+    Example::
+
+        >>> out, h_n = rnnfused.functional.gru(torch.randn(3, 5, 10), None, torch.randn(60, 10), torch.randn(60, 20),
+        ...                                    batch_first=True)
+        >>> out.shape
+        torch.Size([3, 5, 20])
+    """
     output, h_n, _ = _layer(cell_kind("gru"), input, hx, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse,
                             batch_first, backend)
     return output, h_n
@@ -143,7 +116,19 @@ def gru(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: O
 def rnn(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
         b_hh: Optional[Tensor] = None, *, nonlinearity: str = "tanh", lengths: Lengths = None, reverse: bool = False,
         batch_first: bool = False, backend: Optional[str] = None) -> Tuple[Tensor, Tensor]:
-    """Elman RNN layer-direction (``nonlinearity`` tanh or relu): ``output, h_n``."""
+    """One Elman RNN layer-direction, ``h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`` with ``act`` = ``nonlinearity``
+    (``"tanh"`` or ``"relu"``): ``output [T, B, H], h_n [B, H]``.
+
+    ``w_ih [H, I]``, ``w_hh [H, H]``, biases ``[H]``; ``hx``: ``h0 [B, H]`` or None. The other arguments, the results
+    and the errors are those of :func:`lstm` (and ValueError for an unknown ``nonlinearity``).
+
+    Example::
+
+        >>> out, h_n = rnnfused.functional.rnn(torch.randn(5, 3, 10), None, torch.randn(20, 10), torch.randn(20, 20),
+        ...                                    nonlinearity="relu")
+        >>> h_n.shape
+        torch.Size([3, 20])
+    """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     output, h_n, _ = _layer(cell_kind("rnn", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh, None, lengths,

@@ -76,8 +76,8 @@ def environment(device: Optional[torch.device] = None) -> Dict[str, str]:
             "not used" on the CPU. None: every GPU is listed.
 
     Returns:
-        keys ``rnnfused``, ``git_commit``, ``extension``, ``built_against``, ``python``, ``platform``, ``cpu``,
-        ``torch``, ``cuda``, ``cudnn``, ``triton``, ``device`` or ``gpus``, ``torch_threads``, and ``load_average``
+        keys ``rnnfused``, ``git_commit``, ``extension``, ``built_against``, ``cuda_targets``, ``python``,
+        ``platform``, ``cpu``, ``torch``, ``cuda``, ``cudnn``, ``triton``, ``device`` or ``gpus``, ``torch_threads``, and ``load_average``
         (where the OS reports it: other work skews CPU timings) or ``tf32`` (on a GPU).
     """
     built = build_info()
@@ -90,6 +90,7 @@ def environment(device: Optional[torch.device] = None) -> Dict[str, str]:
                       if rnnfused.extension_loaded() else f"not loaded: {rnnfused.EXTENSION_ERROR}"),
         "built_against": (f"torch {built['torch']}" + (f", CUDA arch list {built['cuda_arch_list']}"
                                                        if built["with_cuda"] else "")) if built else "unknown",
+        "cuda_targets": ", ".join(rnnfused.cuda_arches()) or "none",   # the GPU code the extension holds
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": f"{cpu_name()} ({os.cpu_count()} logical cores)",

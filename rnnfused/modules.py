@@ -5,38 +5,79 @@
     out, (h_n, c_n) = lstm(x, (h0, c0))                                              # same inputs and outputs
 
 Same constructor, parameter names, shapes, initialisation and ``state_dict`` as ``nn.*`` (they share
-``nn.RNNBase``/``nn.RNNCellBase``), plus a keyword ``backend=`` (see rnnfused.backends). Every layer-direction runs
-through one fused op; PackedSequence input runs with per-sequence lengths inside the ops (no Python loop over time).
+``nn.RNNBase``/``nn.RNNCellBase``), plus a keyword ``backend=`` (see :mod:`rnnfused.backends`). Every layer-direction
+runs through one fused op; PackedSequence input runs with per-sequence lengths inside the ops (no Python loop over
+time).
 
 The sequence modules derive from ``nn.RNNBase`` rather than ``nn.LSTM``/``nn.GRU``/``nn.RNN`` because TorchDynamo
 refuses to trace instances of those three classes; ``isinstance(m, nn.RNNBase)`` holds, and ``m.mode`` says which.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ._cells import cell_kind
-from ._ops import LayerInputs
+from ._cells import CellKind, cell_kind
+from ._device_lengths import lengths_on_device
+from ._inputs import LayerInputs
+from ._validation import check_cell_inputs, check_cell_rank, check_module_devices
 from .functional import run_layer
 
 __all__ = ["FusedLSTM", "FusedGRU", "FusedRNN", "FusedLSTMCell", "FusedGRUCell", "FusedRNNCell"]
 
-_TORCH_CLASS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN}
+_SEQUENCE_ARGS = """
+    Args:
+        input_size: features of the input ``x``.
+        hidden_size: features of the hidden state ``h``.
+        num_layers: stacked recurrent layers (default 1); layer k > 0 takes the previous layer's output.
+        bias: whether the layers have the biases ``b_ih`` and ``b_hh`` (default True).
+        batch_first: input and output are ``[batch, seq, feature]`` instead of ``[seq, batch, feature]`` (the states
+            are always ``[layers * directions, batch, hidden]``).
+        dropout: dropout probability on each layer's output except the last, in training (default 0).
+        bidirectional: run every layer in both directions and concatenate the outputs (default False).
+        device, dtype: of the parameters, as for any ``nn.Module``.
+        backend: which implementation runs the ops — ``"cpu"``, ``"cuda"``, ``"triton"``, ``"reference"`` or None
+            for the project's rule (``RNNFUSED_BACKEND``, else the fastest for the tensors' device and dtype; see
+            :mod:`rnnfused.backends`). A backend named here that cannot run the tensors raises ``RuntimeError``.
+"""
+
+_SEQUENCE_IO = """
+    Shapes: ``L`` sequence length, ``N`` batch, ``D`` = 2 if bidirectional else 1, ``H_in`` = input_size,
+    ``H_out`` = proj_size if > 0 else hidden_size (LSTM), hidden_size otherwise.
+
+    Inputs: ``input, hx``
+        input: ``[L, N, H_in]`` (``[N, L, H_in]`` with ``batch_first``), unbatched ``[L, H_in]``, or a
+            ``PackedSequence`` (``torch.nn.utils.rnn.pack_padded_sequence``).
+        hx: initial state(s) ``[num_layers * D, N, H_out]`` (unbatched ``[num_layers * D, H_out]``); zeros if None.
+
+    Outputs: ``output, h_n``
+        output: ``[L, N, D * H_out]`` (``[N, L, D * H_out]`` with ``batch_first``; a ``PackedSequence`` for packed
+            input): the last layer's hidden state at every step.
+        h_n: the final state(s) of every layer and direction, ``[num_layers * D, N, H_out]``.
+
+    Raises:
+        ValueError / RuntimeError: the exception classes (and, for the checks nn.* has, the messages) that nn.*
+            raises for the same bad input: wrong ranks, sizes, dtypes, devices.
+"""
 
 
 class _FusedRNNBase(nn.RNNBase):
     """forward() of nn.LSTM / nn.GRU / nn.RNN with each layer-direction computed by a fused op."""
 
+    _MODE = ""  # the nn.RNNBase mode of the subclass (a key of the cell registry)
     backend: Optional[str]
 
     def __init__(self, mode: str, *args, backend: Optional[str] = None, **kwargs):
         super().__init__(mode, *args, **kwargs)
         self.backend = backend
+
+    @property
+    def _kind(self) -> CellKind:
+        return cell_kind(self.mode)
 
     # ------------------------------------------------------------------------------------------ nn.* interop
     def flatten_parameters(self) -> None:
@@ -55,23 +96,29 @@ class _FusedRNNBase(nn.RNNBase):
         return s
 
     def _constructor_kwargs(self) -> dict:
+        kind = cell_kind(self.mode)
         kw = dict(input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
                   bias=self.bias, batch_first=self.batch_first, dropout=float(self.dropout),
                   bidirectional=self.bidirectional)
-        if self.mode == "LSTM":
+        if kind.has_projection:
             kw["proj_size"] = self.proj_size
-        if self.mode.startswith("RNN"):
-            kw["nonlinearity"] = "relu" if self.mode == "RNN_RELU" else "tanh"
+        if kind.nonlinearity is not None:
+            kw["nonlinearity"] = kind.nonlinearity
         return kw
 
     @classmethod
     def from_module(cls, module: nn.RNNBase, backend: Optional[str] = None):
-        """A fused copy of an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (same config, weights copied, same device/dtype)."""
+        """A fused copy of an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (same configuration, weights copied, same device,
+        dtype and training mode).
+
+        Raises:
+            TypeError: ``module`` is not the nn.* twin of this class.
+        """
+        torch_module = cell_kind(cls._MODE).torch_module
         if not isinstance(module, nn.RNNBase):
             raise TypeError(f"from_module expects an nn.RNNBase (nn.LSTM/GRU/RNN), got {type(module).__name__}")
-        if _TORCH_CLASS.get(module.mode) is not _TORCH_CLASS[cls._MODE]:
-            raise TypeError(f"{cls.__name__}.from_module expects an {_TORCH_CLASS[cls._MODE].__name__}, "
-                            f"got mode {module.mode}")
+        if cell_kind(module.mode).torch_module is not torch_module:
+            raise TypeError(f"{cls.__name__}.from_module expects an {torch_module.__name__}, got mode {module.mode}")
         first = next(module.parameters())
         kw = _FusedRNNBase._constructor_kwargs(module)
         fused = cls(**kw, backend=backend, device=first.device, dtype=first.dtype)
@@ -80,9 +127,10 @@ class _FusedRNNBase(nn.RNNBase):
         return fused
 
     def to_torch(self) -> nn.RNNBase:
-        """The equivalent ``nn.LSTM``/``nn.GRU``/``nn.RNN`` with a copy of these weights."""
+        """The equivalent ``nn.LSTM``/``nn.GRU``/``nn.RNN`` with a copy of these weights (same device, dtype and
+        training mode)."""
         first = next(self.parameters())
-        m = _TORCH_CLASS[self.mode](**self._constructor_kwargs(), device=first.device, dtype=first.dtype)
+        m = self._kind.torch_module(**self._constructor_kwargs(), device=first.device, dtype=first.dtype)
         m.load_state_dict(self.state_dict())
         m.train(self.training)
         return m
@@ -94,24 +142,9 @@ class _FusedRNNBase(nn.RNNBase):
         w_hr = get("weight_hr") if self.proj_size > 0 else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
 
-    def _check_states_agree(self, data: Tensor, h0: Tensor, c0: Optional[Tensor]) -> None:
-        """dtype and device agreement, which nn.* leaves to its kernels (errors of the same class, clearer text)."""
-        weight = self._flat_weights[0]
-        if data.device != weight.device:
-            raise RuntimeError("Input and parameter tensors are not at the same device, found input tensor at "
-                               f"{data.device} and parameter tensor at {weight.device}")
-        for name, t in (("hx[0]" if c0 is not None else "hx", h0), ("hx[1]", c0)):
-            if t is None:
-                continue
-            if t.device != data.device:
-                raise RuntimeError(f"Input and hidden tensors are not at the same device, found input tensor at "
-                                   f"{data.device} and {name} at {t.device}")
-            if t.dtype != data.dtype and not torch.is_autocast_enabled(data.device.type):
-                raise RuntimeError(f"Expected {name} to have dtype {data.dtype} like input, got {t.dtype}")
-
     def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]):
         """x [T, B, I] time-major; h0 [L*D, B, H_out]; c0 [L*D, B, H] -> output [T, B, D*H_out], h_n, c_n."""
-        kind = cell_kind(self.mode)
+        kind = self._kind
         D = 2 if self.bidirectional else 1
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
         backend = "reference" if x.size(1) == 0 else self.backend
@@ -134,9 +167,11 @@ class _FusedRNNBase(nn.RNNBase):
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
 
     def forward(self, input, hx=None):
-        """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors."""
+        """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors (see the
+        class docstring for the shapes)."""
         self._update_flat_weights()
-        is_lstm = self.mode == "LSTM"
+        kind = self._kind
+        has_c = kind.has_cell_state  # the hidden state is a pair (h, c)
         D = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         orig_input = input
@@ -163,17 +198,18 @@ class _FusedRNNBase(nn.RNNBase):
         if hx is None:
             zeros = lambda size: torch.zeros(self.num_layers * D, max_batch, size, dtype=data.dtype,  # noqa: E731
                                              device=data.device)
-            hx = (zeros(real_hidden), zeros(self.hidden_size)) if is_lstm else zeros(real_hidden)
+            hx = (zeros(real_hidden), zeros(self.hidden_size)) if has_c else zeros(real_hidden)
         self.check_forward_args(data, hx, batch_sizes)
-        h0, c0 = hx if is_lstm else (hx, None)
-        self._check_states_agree(data, h0, c0)
+        h0, c0 = hx if has_c else (hx, None)
+        check_module_devices(data, self._flat_weights[0], [("hx[0]" if has_c else "hx", h0), ("hx[1]", c0)])
         if data.size(0) == 0 and batch_sizes is None:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # nn.*'s error
 
         if batch_sizes is not None:
             # Padded, in the packed (length-sorted) batch order; lengths go into the ops.
             x, lengths = pad_packed_sequence(PackedSequence(data, batch_sizes))
-            out, h_n, c_n = self._run_layers(x, h0, c0, lengths)
+            # One non-blocking copy to the device for all layers and directions (the ops would each block on it).
+            out, h_n, c_n = self._run_layers(x, h0, c0, lengths_on_device(lengths, x.device))
             output = PackedSequence(pack_padded_sequence(out, lengths).data, batch_sizes, sorted_indices,
                                     unsorted_indices)
         else:
@@ -184,12 +220,12 @@ class _FusedRNNBase(nn.RNNBase):
                 output = output.squeeze(batch_dim)
                 h_n = h_n.squeeze(1)
                 c_n = c_n.squeeze(1) if c_n is not None else None
-        hidden = (h_n, c_n) if is_lstm else h_n
+        hidden = (h_n, c_n) if has_c else h_n
         return output, self.permute_hidden(hidden, unsorted_indices)
 
     def _batched_hx(self, hx, is_batched: bool):
         """nn.*'s rank checks of hx for (un)batched input; returns hx with a batch dimension."""
-        if self.mode == "LSTM":
+        if self._kind.has_cell_state:
             want = 3 if is_batched else 2
             if hx[0].dim() != want or hx[1].dim() != want:
                 kind = "batched 3-D" if is_batched else "unbatched 2-D"
@@ -204,7 +240,23 @@ class _FusedRNNBase(nn.RNNBase):
 
 
 class FusedLSTM(_FusedRNNBase):
-    """``nn.LSTM`` (incl. ``proj_size``) on the fused ops. Extra keyword: ``backend``."""
+    __doc__ = """Drop-in ``nn.LSTM`` (multi-layer, bidirectional, ``proj_size``, PackedSequence) on the fused ops.
+
+    Same constructor, parameters (``weight_ih_l{k}{_reverse}`` …, ``weight_hr_l{k}`` with ``proj_size``),
+    initialisation, ``state_dict``, inputs, outputs and errors as ``nn.LSTM``: replace the class and nothing else.
+""" + _SEQUENCE_ARGS + """        proj_size: if > 0, an LSTM with projections: ``h_t = (σ(o)·tanh(c_t)) W_hrᵀ`` of size proj_size.
+""" + _SEQUENCE_IO + """
+    LSTM: ``hx`` and ``h_n`` are pairs ``(h, c)``; ``c`` has ``hidden_size`` features.
+
+    Example::
+
+        >>> lstm = FusedLSTM(10, 20, num_layers=2, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(torch.randn(3, 5, 10))
+        >>> out.shape, h_n.shape, c_n.shape
+        (torch.Size([3, 5, 20]), torch.Size([2, 3, 20]), torch.Size([2, 3, 20]))
+        >>> FusedLSTM.from_module(torch.nn.LSTM(10, 20))   # copy an existing nn.LSTM; .to_torch() goes back
+        FusedLSTM(10, 20)
+    """
 
     _MODE = "LSTM"
 
@@ -217,25 +269,49 @@ class FusedLSTM(_FusedRNNBase):
     permute_hidden = nn.LSTM.permute_hidden
 
 
+def _no_proj_size(kwargs: dict) -> None:
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 class FusedGRU(_FusedRNNBase):
-    """``nn.GRU`` on the fused ops. Extra keyword: ``backend``."""
+    __doc__ = """Drop-in ``nn.GRU`` (multi-layer, bidirectional, PackedSequence) on the fused ops.
+
+    Same constructor, parameters, initialisation, ``state_dict``, inputs, outputs and errors as ``nn.GRU``.
+""" + _SEQUENCE_ARGS + _SEQUENCE_IO + """
+    Example::
+
+        >>> gru = FusedGRU(10, 20, bidirectional=True)
+        >>> out, h_n = gru(torch.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 40]), torch.Size([2, 3, 20]))
+    """
 
     _MODE = "GRU"
 
     def __init__(self, *args, backend: Optional[str] = None, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        _no_proj_size(kwargs)
         super().__init__("GRU", *args, backend=backend, **kwargs)
 
 
 class FusedRNN(_FusedRNNBase):
-    """``nn.RNN`` (``nonlinearity='tanh'|'relu'``) on the fused ops. Extra keyword: ``backend``."""
+    __doc__ = """Drop-in ``nn.RNN`` (Elman RNN, ``nonlinearity='tanh'|'relu'``) on the fused ops.
+
+    Same constructor, parameters, initialisation, ``state_dict``, inputs, outputs and errors as ``nn.RNN``.
+""" + _SEQUENCE_ARGS + """        nonlinearity: ``'tanh'`` (default) or ``'relu'``; also the 4th positional argument, as in nn.RNN.
+""" + _SEQUENCE_IO + """
+    Example::
+
+        >>> rnn = FusedRNN(10, 20, nonlinearity="relu")
+        >>> out, h_n = rnn(torch.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        (torch.Size([5, 3, 20]), torch.Size([1, 3, 20]))
+    """
 
     _MODE = "RNN_TANH"
 
     def __init__(self, *args, backend: Optional[str] = None, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        _no_proj_size(kwargs)
         if len(args) > 3:
             nonlinearity = args[3]
             args = args[:3] + args[4:]
@@ -248,17 +324,37 @@ class FusedRNN(_FusedRNNBase):
 
 
 # --------------------------------------------------------------------------------------------------- cells
+_CELL_ARGS = """
+    Args:
+        input_size: features of the input ``x``.
+        hidden_size: features of the hidden state.
+        bias: whether the cell has the biases ``bias_ih`` and ``bias_hh`` (default True).
+        device, dtype: of the parameters, as for any ``nn.Module``.
+        backend: which implementation runs the op (see :class:`FusedLSTM`).
+
+    Raises:
+        ValueError / RuntimeError: nn.*Cell's exception classes and messages for wrong ranks, input sizes, batch and
+            hidden sizes; RuntimeError naming the tensors for dtype or device mismatches.
+"""
+
+
 class _FusedCellBase(nn.RNNCellBase):
     """One step of a cell: the fused sequence op with T = 1 (input GEMM, recurrent GEMM, one fused pointwise op,
-    with its own backward)."""
+    with its own backward). Subclasses set ``_MODE`` (a key of the cell registry) and ``_NAME`` (nn's class name,
+    used in nn's error messages)."""
 
+    _MODE = ""
     _NAME = ""
-    _TORCH_CELL = nn.RNNCellBase
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, gates: int,
-                 backend: Optional[str] = None, device=None, dtype=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, backend: Optional[str] = None,
+                 device=None, dtype=None):
+        gates = cell_kind(type(self)._MODE).gates
         super().__init__(input_size, hidden_size, bias, num_chunks=gates, device=device, dtype=dtype)
         self.backend = backend
+
+    @property
+    def _kind(self) -> CellKind:
+        return cell_kind(self._MODE)
 
     def __setstate__(self, d):
         super().__setstate__(d)
@@ -268,128 +364,145 @@ class _FusedCellBase(nn.RNNCellBase):
         s = super().extra_repr()
         return s + (f", backend={self.backend!r}" if self.backend is not None else "")
 
-    def _kind(self):
-        raise NotImplementedError
+    def _extra_kwargs(self) -> dict:
+        return {}
 
     @classmethod
     def from_module(cls, cell: nn.RNNCellBase, backend: Optional[str] = None):
-        """A fused copy of an ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` (weights copied)."""
-        if not isinstance(cell, cls._TORCH_CELL):
-            raise TypeError(f"{cls.__name__}.from_module expects an {cls._TORCH_CELL.__name__}, "
-                            f"got {type(cell).__name__}")
-        first = cell.weight_ih
+        """A fused copy of an ``nn.LSTMCell``/``nn.GRUCell``/``nn.RNNCell`` (weights copied, same device and dtype).
+
+        Raises:
+            TypeError: ``cell`` is not the nn.* twin of this class.
+        """
+        torch_cell = cell_kind(cls._MODE).torch_cell
+        if not isinstance(cell, torch_cell):
+            raise TypeError(f"{cls.__name__}.from_module expects an {torch_cell.__name__}, got {type(cell).__name__}")
         extra = {"nonlinearity": cell.nonlinearity} if isinstance(cell, nn.RNNCell) else {}
-        fused = cls(cell.input_size, cell.hidden_size, cell.bias, **extra, backend=backend, device=first.device,
-                    dtype=first.dtype)
+        fused = cls(cell.input_size, cell.hidden_size, cell.bias, **extra, backend=backend,
+                    device=cell.weight_ih.device, dtype=cell.weight_ih.dtype)
         fused.load_state_dict(cell.state_dict())
+        fused.train(cell.training)
         return fused
 
     def to_torch(self) -> nn.RNNCellBase:
         """The equivalent ``nn.*Cell`` with a copy of these weights."""
-        extra = {"nonlinearity": self.nonlinearity} if isinstance(self, FusedRNNCell) else {}
-        m = self._TORCH_CELL(self.input_size, self.hidden_size, self.bias, **extra, device=self.weight_ih.device,
-                             dtype=self.weight_ih.dtype)
+        m = self._kind.torch_cell(self.input_size, self.hidden_size, self.bias, **self._extra_kwargs(),
+                                  device=self.weight_ih.device, dtype=self.weight_ih.dtype)
         m.load_state_dict(self.state_dict())
+        m.train(self.training)
         return m
 
-    def _check_rank(self, input: Tensor, states) -> bool:
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{self._NAME}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        for idx, value in states:
-            if value is not None and value.dim() not in (1, 2):
-                what = f"hx[{idx}]" if idx is not None else "hidden"
-                raise ValueError(f"{self._NAME}: Expected {what} to be 1D or 2D, got {value.dim()}D instead")
-        return input.dim() == 2
+    def forward(self, input: Tensor, hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None):
+        """One step, as the nn.*Cell's forward: ``h'`` from ``(input, h)``, or ``(h', c')`` from
+        ``(input, (h, c))`` for the LSTM cell (see the class docstring for the shapes)."""
+        kind = self._kind
+        if kind.has_cell_state:
+            if hx is not None and not isinstance(hx, (tuple, list)):
+                raise TypeError(f"lstm_cell(): argument 'hx' (position 2) must be tuple of Tensors, not "
+                                f"{type(hx).__name__}")
+            states = list(hx) if hx is not None else None
+            indexed = list(enumerate(states or []))
+        else:
+            states = [hx] if hx is not None else None
+            indexed = [(None, hx)]
+        is_batched = check_cell_rank(self._NAME, input, indexed)
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if states is None:
+            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+            states = [zeros] * kind.state_size
+        elif not is_batched:
+            states = [s.unsqueeze(0) for s in states]
+        new = self._step(input, states)
+        if not is_batched:
+            new = [s.squeeze(0) for s in new]
+        return tuple(new) if kind.has_cell_state else new[0]
 
-    def _step(self, input: Tensor, h: Tensor, c: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """input [B, I], h [B, H], c [B, H] -> (h', c')."""
-        if input.size(1) != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
-        for name, t in (("hx", h), ("cx", c)):
-            if t is None:
-                continue
-            if tuple(t.shape) != (input.size(0), self.hidden_size):
-                raise RuntimeError(f"{name} must have shape [{input.size(0)}, {self.hidden_size}] (batch, "
-                                   f"hidden_size), got {list(t.shape)}")
-            if t.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
-                raise RuntimeError(f"expected {name} to have dtype {input.dtype} like input, got {t.dtype}")
-        if input.dtype != self.weight_ih.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise RuntimeError(f"expected input to have dtype {self.weight_ih.dtype} like the weights, got "
-                               f"{input.dtype}")
-        if input.device != self.weight_ih.device:
-            raise RuntimeError(f"expected input on {self.weight_ih.device} like the weights, got {input.device}")
-        inputs = LayerInputs(input.unsqueeze(0), h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                             None, None, False)
-        backend = "reference" if input.size(0) == 0 else self.backend  # empty batch: as nn.* (empty results)
-        _, h_n, c_n = run_layer(self._kind(), inputs, backend)
-        return h_n, c_n
+    def _step(self, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
+        """input [B, I], states [B, H] each -> the new states."""
+        check_cell_inputs(input, states, self.input_size, self.hidden_size, self.weight_ih)
+        kind = self._kind
+        c = states[1] if kind.has_cell_state else None
+        inputs = LayerInputs(input.unsqueeze(0), states[0], c, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh, None, None, False)
+        # Zero-size steps are valid for nn.* (empty results); the fused ops reject them, the reference handles them.
+        backend = "reference" if input.size(0) == 0 or self.hidden_size == 0 else self.backend
+        _, h_n, c_n = run_layer(kind, inputs, backend)
+        return [h_n, c_n] if kind.has_cell_state else [h_n]
 
 
 class FusedLSTMCell(_FusedCellBase):
-    """``nn.LSTMCell`` on the fused op: ``h', c' = cell(x, (h, c))``."""
+    __doc__ = """Drop-in ``nn.LSTMCell`` on the fused op: ``h', c' = cell(x, (h, c))``.
+""" + _CELL_ARGS + """
+    Inputs: ``input [N, input_size]`` (or unbatched ``[input_size]``), ``hx = (h, c)`` each ``[N, hidden_size]``
+    (zeros if None). Outputs: ``(h', c')``, each ``[N, hidden_size]``.
 
+    Example::
+
+        >>> cell = FusedLSTMCell(10, 20)
+        >>> h, c = cell(torch.randn(3, 10))
+        >>> h, c = cell(torch.randn(3, 10), (h, c))
+        >>> h.shape
+        torch.Size([3, 20])
+    """
+
+    _MODE = "LSTM"
     _NAME = "LSTMCell"
-    _TORCH_CELL = nn.LSTMCell
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
                  backend: Optional[str] = None):
-        super().__init__(input_size, hidden_size, bias, gates=4, backend=backend, device=device, dtype=dtype)
-
-    def _kind(self):
-        return cell_kind("lstm")
-
-    def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
-        is_batched = self._check_rank(input, list(enumerate(hx)) if hx is not None else [])
-        if not is_batched:
-            input = input.unsqueeze(0)
-        if hx is None:
-            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
-            hx = (zeros, zeros)
-        elif not is_batched:
-            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-        h, c = self._step(input, hx[0], hx[1])
-        return (h.squeeze(0), c.squeeze(0)) if not is_batched else (h, c)
+        super().__init__(input_size, hidden_size, bias, backend=backend, device=device, dtype=dtype)
 
 
-class _FusedHiddenOnlyCell(_FusedCellBase):
-    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tensor:
-        is_batched = self._check_rank(input, [(None, hx)])
-        if not is_batched:
-            input = input.unsqueeze(0)
-        if hx is None:
-            hx = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
-        elif not is_batched:
-            hx = hx.unsqueeze(0)
-        h, _ = self._step(input, hx, None)
-        return h.squeeze(0) if not is_batched else h
+class FusedGRUCell(_FusedCellBase):
+    __doc__ = """Drop-in ``nn.GRUCell`` on the fused op: ``h' = cell(x, h)``.
+""" + _CELL_ARGS + """
+    Inputs: ``input [N, input_size]`` (or unbatched ``[input_size]``), ``hx [N, hidden_size]`` (zeros if None).
+    Output: ``h' [N, hidden_size]``.
 
+    Example::
 
-class FusedGRUCell(_FusedHiddenOnlyCell):
-    """``nn.GRUCell`` on the fused op: ``h' = cell(x, h)``."""
+        >>> cell = FusedGRUCell(10, 20)
+        >>> h = cell(torch.randn(3, 10))
+        >>> h.shape
+        torch.Size([3, 20])
+    """
 
+    _MODE = "GRU"
     _NAME = "GRUCell"
-    _TORCH_CELL = nn.GRUCell
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None, *,
                  backend: Optional[str] = None):
-        super().__init__(input_size, hidden_size, bias, gates=3, backend=backend, device=device, dtype=dtype)
-
-    def _kind(self):
-        return cell_kind("gru")
+        super().__init__(input_size, hidden_size, bias, backend=backend, device=device, dtype=dtype)
 
 
-class FusedRNNCell(_FusedHiddenOnlyCell):
-    """``nn.RNNCell`` (``nonlinearity='tanh'|'relu'``) on the fused op: ``h' = cell(x, h)``."""
+class FusedRNNCell(_FusedCellBase):
+    __doc__ = """Drop-in ``nn.RNNCell`` (``nonlinearity='tanh'|'relu'``) on the fused op: ``h' = cell(x, h)``.
+""" + _CELL_ARGS + """        nonlinearity: ``'tanh'`` (default) or ``'relu'``.
 
+    Inputs: ``input [N, input_size]`` (or unbatched ``[input_size]``), ``hx [N, hidden_size]`` (zeros if None).
+    Output: ``h' [N, hidden_size]``.
+
+    Example::
+
+        >>> cell = FusedRNNCell(10, 20, nonlinearity="relu")
+        >>> cell(torch.randn(3, 10)).shape
+        torch.Size([3, 20])
+    """
+
+    _MODE = "RNN_TANH"  # the nn twin's family (nn.RNNCell); the instance's cell follows its nonlinearity
     _NAME = "RNNCell"
-    _TORCH_CELL = nn.RNNCell
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  device=None, dtype=None, *, backend: Optional[str] = None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"Unknown nonlinearity: {nonlinearity}")
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, gates=1, backend=backend, device=device, dtype=dtype)
+        super().__init__(input_size, hidden_size, bias, backend=backend, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity  # checked when called, as nn.RNNCell does
 
-    def _kind(self):
+    @property
+    def _kind(self) -> CellKind:
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
         return cell_kind("rnn", self.nonlinearity)
+
+    def _extra_kwargs(self) -> dict:
+        return {"nonlinearity": self.nonlinearity}

@@ -6,13 +6,15 @@ alone) and ``reverse`` (run from ``t = T-1`` down to 0). Differentiable to any o
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+import functools
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "lstm_step", "gru_step", "rnn_step"]
+__all__ = ["layer", "lstm_layer", "gru_layer", "rnn_layer", "lstm_step", "gru_step", "rnn_step", "lstm_cell_step",
+           "gru_cell_step", "rnn_cell_step"]
 
 
 def lstm_step(xg: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
@@ -42,6 +44,23 @@ def rnn_step(xg: Tensor, h: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], nonlin
     return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
 
 
+# The steps with the one signature the cell registry (rnnfused/_cells.py) uses:
+#   step(xg, state, w_hh, b_hh, w_hr) -> new state, a tuple whose first entry is h (the step's output).
+def lstm_cell_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                   w_hr: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    return lstm_step(xg, state[0], state[1], w_hh, b_hh, w_hr)
+
+
+def gru_cell_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                  w_hr: Optional[Tensor] = None) -> Tuple[Tensor]:
+    return (gru_step(xg, state[0], w_hh, b_hh),)
+
+
+def rnn_cell_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                  w_hr: Optional[Tensor] = None, *, nonlinearity: str = "tanh") -> Tuple[Tensor]:
+    return (rnn_step(xg, state[0], w_hh, b_hh, nonlinearity),)
+
+
 def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tensor, state: Sequence[Tensor],
           lengths: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tuple[Tensor, ...]]:
     """Runs ``state = step(xg[t], state)`` over time; the output of a step is its first state (h)."""
@@ -61,28 +80,39 @@ def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tens
     return torch.stack(outputs), state
 
 
+def layer(kind, input: Tensor, h0: Tensor, c0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor,
+          b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None,
+          lengths: Optional[Tensor] = None, reverse: bool = False) -> Tuple[Tensor, ...]:
+    """One layer-direction of the cell ``kind`` (a rnnfused._cells.CellKind: its ``step`` and ``has_cell_state``)
+    -> (output [T, B, H_out], h_n [B, H_out]) plus c_n [B, H] for cells with a cell state."""
+    xg = F.linear(input, w_ih, b_ih)  # [T, B, G*H]
+    state = (h0, c0) if kind.has_cell_state else (h0,)
+    out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse)
+    return (out, *state)
+
+
+class _Cell(NamedTuple):  # what layer() reads of a cell kind
+    step: Callable
+    has_cell_state: bool
+
+
 def lstm_layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
                b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
                reverse: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
     """-> output [T, B, H_out], h_n [B, H_out], c_n [B, H]."""
-    xg = F.linear(input, w_ih, b_ih)  # [T, B, 4H]
-    out, (h_n, c_n) = _scan(lambda x, s: lstm_step(x, s[0], s[1], w_hh, b_hh, w_hr), xg, (h0, c0), lengths, reverse)
-    return out, h_n, c_n
+    return layer(_Cell(lstm_cell_step, True), input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse)
 
 
 def gru_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
               b_hh: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
               reverse: bool = False) -> Tuple[Tensor, Tensor]:
     """-> output [T, B, H], h_n [B, H]."""
-    xg = F.linear(input, w_ih, b_ih)  # [T, B, 3H]
-    out, (h_n,) = _scan(lambda x, s: (gru_step(x, s[0], w_hh, b_hh),), xg, (h0,), lengths, reverse)
-    return out, h_n
+    return layer(_Cell(gru_cell_step, False), input, h0, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse)
 
 
 def rnn_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
               b_hh: Optional[Tensor] = None, lengths: Optional[Tensor] = None, reverse: bool = False,
               nonlinearity: str = "tanh") -> Tuple[Tensor, Tensor]:
     """-> output [T, B, H], h_n [B, H]."""
-    xg = F.linear(input, w_ih, b_ih)  # [T, B, H]
-    out, (h_n,) = _scan(lambda x, s: (rnn_step(x, s[0], w_hh, b_hh, nonlinearity),), xg, (h0,), lengths, reverse)
-    return out, h_n
+    step = functools.partial(rnn_cell_step, nonlinearity=nonlinearity)
+    return layer(_Cell(step, False), input, h0, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse)

@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 import torch
 
 from rnnfused._cells import CELL_KINDS, CellKind
-from rnnfused._ops import LayerInputs, reference_outputs
+from rnnfused._autograd import reference_outputs
+from rnnfused._inputs import LayerInputs
 from rnnfused.functional import run_layer
 
 CELLS = tuple(CELL_KINDS)  # lstm, gru, rnn_tanh, rnn_relu
@@ -94,6 +95,15 @@ def outputs_and_grads(kind: CellKind, x: LayerInputs, backend: str, upstream):
     leaves = [t for _, t in tensor_fields(x)]
     grads = torch.autograd.grad(outs, leaves, upstream, allow_unused=True)
     return outs, grads
+
+
+def raised(fn):
+    """The exception fn() raises, or None."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - the tests compare whatever is raised
+        return exc
+    return None
 
 
 def random_like(tensors, seed=1):

@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnfused
-from rnnfused._ops import LayerInputs, forward_args, op_for
+from rnnfused._inputs import LayerInputs, forward_args
+from rnnfused._op_family import op_for
 from rnnfused.backends import unavailable_reason
 
 from helpers import Case, make_inputs, outputs_and_grads, random_like, run_backend, tensor_fields
@@ -247,12 +248,21 @@ def test_mixed_devices_are_an_error_naming_the_argument():
         op_for(Case("lstm").kind)(*forward_args(Case("lstm").kind, bad))
 
 
-def test_lengths_on_the_gpu_are_an_error_naming_lengths():
+def test_lengths_on_the_gpu_are_accepted_and_must_be_int64():
+    """lengths already on the input's GPU: used without a host copy or value check, same results."""
     x = make_inputs(Case("gru", lengths=(5, 2, 4)), dtype=torch.float32, device="cuda", requires_grad=False)
+    op = op_for(Case("gru").kind)
+    for a, b in zip(op(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda()))),
+                    op(*forward_args(Case("gru").kind, x))):
+        assert torch.equal(a, b)
     with pytest.raises(RuntimeError, match="lengths"):
-        op_for(Case("gru").kind)(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda())))
+        op(*forward_args(Case("gru").kind, x._replace(lengths=x.lengths.cuda().int())))
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_cuda_path_is_stepwise_for_now(cell):
-    assert rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16) == "stepwise"
+def test_cuda_path_follows_the_fit_rule_and_the_crossover_table(cell):
+    """bf16 H=256 fits the persistent kernels; the shipped (unmeasured) crossover table allows them up to batch 64."""
+    path, why = rnnfused.cuda_path(cell, 512, 8, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "persistent" and "batch 8 <= 64" in why, why
+    path, why = rnnfused.cuda_path(cell, 512, 256, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "stepwise" and "batch 256 > 64" in why, why

@@ -9,19 +9,15 @@ import rnnfused
 from rnnfused import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 from rnnfused import functional as RF
 from rnnfused._cells import CELL_KINDS
-from rnnfused._ops import forward_args, op_for
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
-from helpers import Case, has_cuda, make_inputs, requires_cuda, run_backend, tensor_fields
+from helpers import Case, has_cuda, make_inputs, raised, requires_cuda, run_backend, tensor_fields
 
 I, H, T, B = 4, 5, 6, 3
 
 
-def _error(fn):
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - the test compares whatever is raised
-        return exc
-    return None
+_error = raised
 
 
 # ------------------------------------------------------------------------------------------- bad input: modules

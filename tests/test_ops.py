@@ -4,7 +4,8 @@ import torch
 
 import rnnfused
 from rnnfused import functional as F
-from rnnfused._ops import forward_args, op_for
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
 from helpers import CELLS, Case, make_inputs, run_backend, tensor_fields
 
@@ -111,6 +112,38 @@ def test_functional_rejects_bad_input(what, over, name, backend):
     x = _lstm_args(**over)
     with pytest.raises((ValueError, RuntimeError), match=name):
         F.lstm(x.input, (x.h0, x.c0), x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.w_hr, lengths=x.lengths, backend=backend)
+
+
+# ------------------------------------------------------------------------------------- lengths on the device
+def test_cpp_lengths_on_the_inputs_device_are_accepted_without_reading_them():
+    """rnnfused._C._checked_lengths is the ops' own check (csrc/sequence/layer_args.cpp). meta stands in for a GPU:
+    lengths already on the input's device are returned as they are — never read (no GPU sync, capturable) — while
+    CPU lengths are value-checked and moved to the input's device."""
+    check = rnnfused._extension.extension()._checked_lengths
+    meta_input = torch.empty(5, 3, 4, device="meta")
+    on_device = torch.empty(3, dtype=torch.int64, device="meta")  # values unknowable: any would pass
+    assert check(on_device, meta_input) is not None and check(on_device, meta_input).device.type == "meta"
+    moved = check(torch.tensor([5, 1, 2]), meta_input)
+    assert moved.device.type == "meta" and moved.shape == (3,)
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, seq_len=5\], got values in \[0, 5\]"):
+        check(torch.tensor([5, 0, 2]), meta_input)
+    cpu_input = torch.empty(5, 3, 4)
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[1, seq_len=5\]"):  # the input's device is the CPU
+        check(torch.tensor([6, 1, 2]), cpu_input)
+    with pytest.raises(RuntimeError, match="lengths must be on the CPU .* or on cpu like input, got meta"):
+        check(on_device, cpu_input)
+    with pytest.raises(RuntimeError, match="lengths must have dtype int64"):
+        check(torch.empty(3, dtype=torch.int32, device="meta"), meta_input)
+    with pytest.raises(RuntimeError, match=r"lengths must have shape \[3\]"):
+        check(torch.empty(4, dtype=torch.int64, device="meta"), meta_input)
+
+
+def test_lengths_on_a_third_device_are_an_error_not_a_silent_fake_result():
+    """CPU input with meta lengths dispatches to the Meta kernel (the fake function): it must refuse, not return
+    empty outputs as if the op had run."""
+    x = _lstm_args(lengths=torch.empty(2, dtype=torch.int64, device="meta"))
+    with pytest.raises(RuntimeError, match="lengths must be on the CPU or on cpu like input, got meta"):
+        op_for(rnnfused._cells.CELL_KINDS["lstm"])(*forward_args(rnnfused._cells.CELL_KINDS["lstm"], x))
 
 
 def test_backward_op_rejects_mismatched_saved_tensors():

@@ -8,7 +8,12 @@ dispatch may pick them too, see csrc/cuda/persistent/persistent.h). Everything h
     bf16 / fp16 / TF32     error bounded by a small multiple of cuDNN's own error in that dtype (flash-attention's rule)
     paths interchange      persistent forward + step-wise backward and vice versa give the same gradients
     determinism            repeated runs are bitwise identical
+    variants               every synchronisation variant (RNNFUSED_PERSISTENT_TUNING) gives the baseline's results
+    watchdog               a withheld flag ends the launch cleanly with a stall record; the context stays usable
+    dispatch               the crossover table bounds the automatic choice, and cuda_path says why
     compute-sanitizer      memcheck and racecheck clean on a small forward+backward (when the tool is installed)
+
+On the device run these through tests/gpu/run_isolated.py (.ci/gpu_check.sh does): one hang cannot stop the run.
 """
 import os
 import shutil
@@ -18,6 +23,7 @@ import sys
 import pytest
 import torch
 
+import rnnfused
 from helpers import Case, make_inputs, random_like, requires_cuda, run_backend, tensor_fields
 from test_backend_parity import ALL_CASES
 
@@ -38,6 +44,15 @@ def _ops_available():
 
 if torch.cuda.is_available() and not _ops_available():
     pytestmark.append(pytest.mark.skip(reason="rnnfused._C was built without the persistent CUDA kernels"))
+
+
+@pytest.fixture(autouse=True)
+def _no_abandoned_launch():
+    """A launch the watchdog abandoned fails the test that made it (not the next one), with the record."""
+    yield
+    torch.cuda.synchronize()
+    record = rnnfused.persistent_stall()
+    assert record is None, f"the persistent-kernel watchdog abandoned a launch: {record['message']}"
 
 
 class _PersistentLayer(torch.autograd.Function):
@@ -139,8 +154,7 @@ def test_gradcheck_float64(case):
 @pytest.mark.parametrize("cell", CELLS)
 def test_forced_geometries_float64(cell, units, monkeypatch):
     """The tuning overrides change the grid (partial last CTA, several m-tiles) but never the result."""
-    monkeypatch.setenv("RNNFUSED_PERSISTENT_UNITS", str(units))
-    monkeypatch.setenv("RNNFUSED_PERSISTENT_NCHUNK", "8")
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", f"units={units},nchunk=8")
     case = Case(cell, B=11, T=4, I=6, H=37, lengths=(4, 1, 3, 2, 4, 4, 1, 2, 3, 4, 4))
     x = make_inputs(case, device="cuda")
     upstream = random_like(run_backend(case.kind, x, "reference"))
@@ -280,6 +294,158 @@ def test_repeated_runs_are_bitwise_identical(cell, dtype):
         again = grads_of(lambda: persistent(case, x), x, upstream)
         for a, b in zip(list(first[0]) + list(first[1]), list(again[0]) + list(again[1])):
             assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------------------- tuning variants
+VARIANTS = ("store_first", "padded", "poll_warp", "ll")
+VARIANT_CASES = [Case("lstm", B=40, T=6, I=12, H=72, lengths=tuple(range(1, 7)) * 6 + (6, 6, 5, 4)),  # 2 passes
+                 Case("gru", B=9, T=5, I=5, H=100, reverse=True),  # 20 CTAs of 5 units: an odd segment (ll pads it)
+                 Case("rnn_relu", B=3, T=7, I=4, H=37)]
+
+
+def _run_all(case, x, upstream):
+    outs, grads = grads_of(lambda: persistent(case, x), x, upstream)
+    return list(outs) + list(grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "tf32"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("case", VARIANT_CASES, ids=lambda c: c.id)
+def test_variants_give_the_baseline_results(case, variant, dtype, monkeypatch):
+    """store_first, padded and poll_warp change only the synchronisation: bitwise the baseline's outputs and
+    gradients. ll also keeps the arithmetic, except where it pads a 2-byte segment to whole words (the split-K
+    boundaries move): there within the low-precision bound of the error test."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    x = make_inputs(case, device="cuda", dtype=dtype)
+    upstream = [u.to(dtype) for u in random_like(run_backend(case.kind, make_inputs(case, device="cuda"),
+                                                             "reference"))]
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", "baseline")
+    want = _run_all(case, x, upstream)
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", variant)
+    plan = torch.ops.rnnfused._persistent_plan(case.cell, case.B, case.H, dtype)
+    assert f"variant={variant}" in plan, plan
+    got = _run_all(case, x, upstream)
+    if variant != "ll" or dtype == torch.float32:
+        for a, b in zip(got, want):
+            assert torch.equal(a, b), f"{variant}: differs from the baseline"
+    else:
+        _check_low_precision(case, dtype)
+
+
+def test_variants_need_a_tensor_core_mode(monkeypatch):
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", "ll")
+    x = make_inputs(Case("gru"), device="cuda")  # float64: the FMA engine, baseline only
+    with pytest.raises(RuntimeError, match="RNNFUSED_PERSISTENT_TUNING variant ll runs on the tensor-core"):
+        persistent(Case("gru"), x)
+
+
+def test_bad_tuning_value_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", "fastest")
+    x = make_inputs(Case("gru"), device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="RNNFUSED_PERSISTENT_TUNING='fastest': unknown variant"):
+        persistent(Case("gru"), x)
+
+
+# ------------------------------------------------------------------------------------------------- watchdog
+def _stalled_forward(cell, x, phase):
+    return torch.ops.rnnfused._persistent_forward(cell, x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh,
+                                                  x.lengths, False, phase, 1 << 14)
+
+
+@pytest.mark.parametrize("variant", ("baseline",) + VARIANTS)
+def test_a_withheld_flag_ends_the_launch_with_a_record_and_a_usable_context(variant, monkeypatch):
+    """CTA 0 stops publishing at phase 2 (debug_stall_phase): every waiter gives up after the spin limit, the kernel
+    returns (no trap), the record names the phase and producer, the next launch raises it once, and the launch after
+    that runs normally."""
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", variant)
+    case = Case("lstm", B=8, T=6, I=8, H=96)
+    x = make_inputs(case, device="cuda", dtype=torch.bfloat16, requires_grad=False)
+    _stalled_forward("lstm", x, 2)
+    torch.cuda.synchronize()  # returns: the context is not poisoned
+    record = rnnfused.persistent_stall()
+    assert record is not None, "the watchdog left no record"
+    assert (record["phase"], record["producer"], record["target"], record["direction"], record["variant"]) == (
+        2, 0, 3, "forward", variant), record
+    assert record["seen"] < record["target"] and record["spins"] >= 1 << 14, record
+    assert 0 <= record["cta"] < record["ctas"] and record["phases"] == case.T, record
+    assert rnnfused.persistent_stall() is None  # reading cleared it
+    # A stall not read explicitly is raised by the next launch (once), which does not run.
+    _stalled_forward("lstm", x, 0)
+    torch.cuda.synchronize()
+    with pytest.raises(RuntimeError, match="earlier launch was abandoned by the watchdog: .* waited in phase 0"):
+        _stalled_forward("lstm", x, -1)
+    out = _stalled_forward("lstm", x, -1)[0]
+    torch.cuda.synchronize()
+    ref = run_backend(case.kind, make_inputs(case, device="cuda", requires_grad=False), "reference")[0]
+    assert _max_err(out, ref) < 0.05
+    assert torch.zeros(3, device="cuda").add(1).sum().item() == 3.0  # unrelated work still runs
+
+
+# ------------------------------------------------------------------------------------------- graph capture
+@pytest.mark.parametrize("variant", ("baseline", "ll"))
+def test_cooperative_launch_inside_a_callers_cuda_graph(variant, monkeypatch):
+    """The automatic path picks the persistent kernels for this bf16 layer; under torch.cuda.graph the cooperative
+    launch (and its workspace memsets) become part of the caller's graph and replay with new inputs."""
+    monkeypatch.setenv("RNNFUSED_PERSISTENT_TUNING", variant)
+    case = Case("lstm", B=4, T=6, I=8, H=64)
+    x = make_inputs(case, dtype=torch.bfloat16, device="cuda", requires_grad=False)
+    assert rnnfused.cuda_path("lstm", case.T, case.B, case.I, case.H, dtype=torch.bfloat16) == "persistent"
+    op = torch.ops.rnnfused.lstm
+    args = lambda t: (t.input, t.h0, t.c0, t.w_ih, t.w_hh, t.b_ih, t.b_hh, None, None, False)  # noqa: E731
+    static = x._replace(input=x.input.clone())
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture
+        op(*args(static))
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = op(*args(static))
+    for seed in (3, 4):
+        fresh = make_inputs(case, dtype=torch.bfloat16, device="cuda", requires_grad=False, seed=seed)
+        static.input.copy_(fresh.input)
+        graph.replay()
+        expected = op(*args(x._replace(input=fresh.input)))
+        torch.cuda.synchronize()
+        for a, b in zip(static_out[:3], expected[:3]):
+            assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------ dispatch rule
+def test_cuda_path_reports_the_crossover_decision(tmp_path):
+    path, why = rnnfused.cuda_path("lstm", 16, 16, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "persistent" and "batch 16 <= 64" in why, why
+    path, why = rnnfused.cuda_path("lstm", 16, 128, 256, 256, dtype=torch.bfloat16, explain=True)
+    assert path == "stepwise" and "batch 128 > 64" in why and "crossover table" in why, why
+    path, why = rnnfused.cuda_path("lstm", 16, 16, 256, 256, dtype=torch.float64, explain=True)
+    assert path == "stepwise" and "cannot run" in why and "float64" in why, why
+    table = tmp_path / "crossover.txt"
+    table.write_text("# source: test table\nlstm bfloat16 * 8\n* * * 0\n")
+    try:
+        rnnfused.load_crossover_table(str(table))
+        assert rnnfused.cuda_path("lstm", 16, 8, 256, 256, dtype=torch.bfloat16) == "persistent"
+        path, why = rnnfused.cuda_path("lstm", 16, 16, 256, 256, dtype=torch.bfloat16, explain=True)
+        assert path == "stepwise" and "test table" in why, why
+        assert rnnfused.cuda_path("gru", 16, 8, 256, 256, dtype=torch.bfloat16) == "stepwise"
+    finally:
+        rnnfused.load_crossover_table()  # the shipped table
+    assert rnnfused.persistent_crossover().startswith("source: "), rnnfused.persistent_crossover()
+
+
+def test_build_records_its_gpu_targets_and_runs_here():
+    arches = rnnfused.cuda_arches()
+    assert arches and all(a.startswith(("sm_", "compute_")) for a in arches), arches
+    major, minor = torch.cuda.get_device_capability()
+    runnable = [a for a in arches if (a.startswith("sm_") and int(a[3:]) // 10 == major and int(a[3:]) % 10 <= minor)
+                or (a.startswith("compute_") and int(a[8:]) <= 10 * major + minor)]
+    assert runnable, f"sm_{major}{minor} cannot run any of {arches}"
+    assert rnnfused._cuda.kernel_image_unavailable(torch.device("cuda", 0)) is None
+    tool = shutil.which("cuobjdump") or "/usr/local/cuda/bin/cuobjdump"
+    if os.path.exists(tool):  # the recorded list is what the extension holds
+        listed = subprocess.run([tool, "--list-elf", "--list-ptx", rnnfused._extension.extension().__file__], capture_output=True,
+                                text=True).stdout
+        for a in arches:
+            assert (f".{a}." in listed) or (a.replace("compute_", "sm_") in listed), (a, listed[-2000:])
 
 
 # -------------------------------------------------------------------------------------------- plan op, errors

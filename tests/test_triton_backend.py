@@ -6,6 +6,7 @@ and for the persistent kernel in its single-program form (one program owns every
 no-op). Shapes are tiny: each interpreted launch costs ~0.1 s. GPU-only tests (skipped here): cuDNN parity in
 bf16/fp16/fp32, float64 gradcheck on CUDA, torch.compile with Inductor, no recompilation across T.
 """
+import json
 import os
 
 import pytest
@@ -14,7 +15,8 @@ import torch
 import rnnfused
 from rnnfused import backends
 from rnnfused._cells import CELL_KINDS
-from rnnfused._ops import forward_args, op_for
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
 from helpers import (CELLS, Case, assert_close_all, has_cuda, make_inputs, outputs_and_grads, random_like,
                      requires_cuda, run_backend, tensor_fields, triton_interpret)
@@ -113,8 +115,7 @@ def test_schemas_equal_the_cpp_ops(name):
 @pytest.mark.parametrize("case", [Case("lstm", B=2, T=3, I=3, H=5, proj=2, lengths=(3, 1), reverse=True),
                                   Case("gru", B=2, T=3, I=3, H=5, lengths=(2, 3))], ids=lambda c: c.id)
 def test_opcheck_per_step_path(case, monkeypatch):
-    """Schema, fake and autograd registration; in the interpreter the per-step path is the one fake tensors can
-    trace (the persistent kernel's wrap_triton node needs a compiled kernel: GPU only)."""
+    """Schema, fake and autograd registration (either path is the same opaque recurrence node under tracing)."""
     monkeypatch.setenv("RNNFUSED_TRITON_PATH", "step")
     x = make_inputs(case, device=DEVICE)
     torch.library.opcheck(op_for(case.kind, "_triton"), forward_args(case.kind, x))
@@ -242,15 +243,12 @@ def test_cuda_gradcheck_float64(case, path):
 
 def test_torch_compile_fullgraph_one_graph_for_every_T(path):
     """torch.compile(fullgraph=True) of the functional API on the triton backend: same results and gradients as
-    eager, and one graph for two sequence lengths (the per-step loop is one opaque node, the persistent kernel one
-    wrap_triton node; neither unrolls over T). In the interpreter: the per-step path with aot_eager (fake tensors
-    cannot run an interpreted kernel, so the persistent node needs a GPU); on a GPU: Inductor, both paths."""
+    eager, and one graph for two sequence lengths (either path's recurrence is one opaque custom-op node with a
+    fake function: it never unrolls over T, and the persistent launch stays cooperative). In the interpreter:
+    aot_eager; on a GPU: Inductor."""
     import torch._dynamo
 
     from rnnfused import functional as F
-
-    if DEVICE == "cpu" and path == "persistent":
-        pytest.skip("the persistent kernel's wrap_triton node runs under torch.compile on a GPU only")
     backends.unavailable_reason("triton", DEVICE)  # load the backend first: its one-time registration is a guard
     torch._dynamo.reset()
 
@@ -293,3 +291,148 @@ def test_cuda_no_kernel_recompilation_across_T(path):
         torch.autograd.grad(outs, [t for _, t in tensor_fields(x)], [torch.ones_like(o) for o in outs])
         counts.append(compiled_variants())
     assert counts[1] == counts[2] == counts[0], counts
+
+
+# ------------------------------------------------------------------------ GPU readiness, GPU halves
+# The CPU halves are in test_triton_readiness.py. These run with fixed configs (tests/conftest.py) except the tuner's.
+def _fwd_bwd(case, x, upstream_seed=5):
+    """Outputs and every gradient of the triton backend, detached."""
+    outs = run_backend(case.kind, x, "triton")
+    grads = torch.autograd.grad(outs, [t for _, t in tensor_fields(x)], random_like(outs, seed=upstream_seed))
+    return [o.detach() for o in outs] + list(grads)
+
+
+def _same(got, want, tol):
+    for i, (a, b) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a.to(b.device), b, atol=tol, rtol=tol, msg=lambda m, i=i: f"result {i}: {m}")
+
+
+if RUNS_HERE:
+    import triton.language as tl
+
+    from rnnfused._triton import barrier
+
+    @triton.jit
+    def _never_complete(counter_ptr, stall_ptr, spin_limit, ok_ptr):
+        """A barrier that waits for one program more than the grid has."""
+        ok = barrier.grid_barrier(counter_ptr, tl.num_programs(0) + 1, stall_ptr, spin_limit, 3)
+        tl.store(ok_ptr + tl.program_id(0), ok.to(tl.int32))
+
+
+READY_CASES = [Case("lstm", B=3, T=6, I=8, H=32, lengths=(6, 2, 5)), Case("gru", B=2, T=5, I=8, H=48, reverse=True)]
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", READY_CASES, ids=lambda c: c.id)
+def test_cuda_runs_on_the_tensors_device_and_current_stream(case, path):
+    """Two GPUs: tensors on cuda:1 while cuda:0 is current. One GPU: a side stream whose input is written after a
+    ~50 ms sleep — a kernel launched on any other stream would read it before it is written."""
+    expected = _fwd_bwd(case, make_inputs(case, device="cuda"))  # current device, default stream
+    if torch.cuda.device_count() >= 2:
+        with torch.cuda.device(0):
+            got = _fwd_bwd(case, make_inputs(case, device="cuda:1"))
+        assert got[0].device == torch.device("cuda:1")
+        _same(got, expected, 1e-10)
+        return
+    side = torch.cuda.Stream()
+    src = make_inputs(case, device="cuda", requires_grad=False)
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        late = torch.zeros_like(src.input)
+        torch.cuda._sleep(100_000_000)  # cycles: ~50 ms on an H100/H200
+        late.copy_(src.input)
+        x = make_inputs(case, device="cuda")._replace(input=late.requires_grad_())
+        got = _fwd_bwd(case, x)
+    torch.cuda.synchronize()
+    _same(got, expected, 1e-10)
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", READY_CASES, ids=lambda c: c.id)
+def test_cuda_lengths_on_the_device_match_cpu_lengths(case, path):
+    if case.lengths is None:
+        case = Case(case.cell, B=case.B, T=case.T, I=case.I, H=case.H, reverse=case.reverse, lengths=(5, 3))
+    x = make_inputs(case, device="cuda")
+    _same(_fwd_bwd(case, x._replace(lengths=x.lengths.cuda())), _fwd_bwd(case, x), 0)
+
+
+@requires_cuda
+def test_cuda_graph_capture_forward_and_backward_with_device_lengths(path):
+    """torch.cuda.graph of the triton backend's forward + backward with lengths already on the GPU (no host
+    copy, no value check, no tuning inside the capture); replays with new inputs equal eager runs."""
+    case = Case("lstm", B=3, T=6, I=8, H=32, lengths=(6, 2, 5), reverse=True)
+    static = make_inputs(case, dtype=torch.float32, device="cuda")
+    static = static._replace(lengths=static.lengths.cuda())
+    leaves = [t for _, t in tensor_fields(static)]
+    upstream = [u.float() for u in random_like(run_backend(case.kind, static, "reference"))]
+
+    def step():
+        return torch.autograd.grad(run_backend(case.kind, static, "triton"), leaves, upstream)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: compiles, allocates the stall record
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_grads = step()
+    for seed in (3, 4):
+        fresh = make_inputs(case, dtype=torch.float32, device="cuda", seed=seed)
+        with torch.no_grad():
+            for (_, dst), (_, src) in zip(tensor_fields(static), tensor_fields(fresh)):
+                dst.copy_(src)
+        graph.replay()
+        want = torch.autograd.grad(run_backend(case.kind, fresh._replace(lengths=static.lengths), "triton"),
+                                   [t for _, t in tensor_fields(fresh)], upstream)
+        torch.cuda.synchronize()
+        _same(static_grads, want, 1e-5)  # same kernels; cuBLAS may pick another algorithm inside a capture
+
+
+@requires_cuda
+def test_cuda_persistent_kernels_are_compiled_cooperative(monkeypatch):
+    from rnnfused._triton import persistent_kernels
+
+    monkeypatch.setenv("RNNFUSED_TRITON_PATH", "persistent")
+    case = Case("gru", B=4, T=5, I=8, H=64)
+    _fwd_bwd(case, make_inputs(case, dtype=torch.float32, device="cuda"))
+    for kernel in (persistent_kernels.forward_persistent_kernel, persistent_kernels.backward_persistent_kernel):
+        compiled = [k for cache, *_ in kernel.device_caches.values() for k in cache.values()]
+        assert compiled and all(k.metadata.launch_cooperative_grid for k in compiled), kernel
+
+
+@requires_cuda
+def test_cuda_a_stalled_barrier_ends_and_is_reported_without_poisoning_the_context():
+    """A cooperative grid whose barrier can never complete (target one more than the programs): every program gives
+    up after the spin limit, the launch ends, raise_if_stalled reports it, and the GPU keeps working."""
+    dev = torch.device("cuda", torch.cuda.current_device())
+    counter = torch.zeros(2, dtype=torch.int32, device=dev)
+    ok = torch.full((4,), -1, dtype=torch.int32, device=dev)
+    _never_complete[(4,)](counter, barrier.stall_record(dev), 1000, ok, launch_cooperative_grid=True)
+    torch.cuda.synchronize()
+    assert ok.tolist() == [0, 0, 0, 0]
+    with pytest.raises(RuntimeError, match="step 3: [1-4] of 5 arrivals"):
+        barrier.raise_if_stalled(dev)
+    case = Case("gru", B=2, T=3, I=3, H=5)
+    _fwd_bwd(case, make_inputs(case, dtype=torch.float32, device="cuda"))  # the context is healthy
+    torch.cuda.synchronize()
+
+
+@requires_cuda
+def test_cuda_autotune_once_then_from_disk(monkeypatch, tmp_path):
+    """RNNFUSED_TRITON_AUTOTUNE=1: the first call of a family times the candidates (two here, to stay short) and
+    stores the winner on disk; with the memory cache emptied, the next call reads it and times nothing."""
+    from rnnfused._triton import config_cache
+
+    monkeypatch.setenv(configs.AUTOTUNE_ENV, "1")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(configs, "CONFIG_CACHE", {})
+    real = configs.candidate_configs
+    monkeypatch.setattr(configs, "candidate_configs", lambda *a: real(*a)[:2])
+    case = Case("lstm", B=4, T=5, I=8, H=64)
+    want = _fwd_bwd(case, make_inputs(case, dtype=torch.float32, device="cuda"))
+    path_ = config_cache.cache_file(torch.cuda.get_device_name())
+    assert len(json.load(open(path_))["configs"]) == 2  # forward and backward of this family
+    monkeypatch.setattr(configs, "CONFIG_CACHE", {})
+    monkeypatch.setattr(configs, "_tune", lambda *a: pytest.fail("tuned although the disk cache has the family"))
+    _same(_fwd_bwd(case, make_inputs(case, dtype=torch.float32, device="cuda")), want, 1e-5)

@@ -5,12 +5,13 @@
     tiles.py               one [BLOCK_B × BLOCK_H] tile of one step: GEMM slice + cell math + stores
     steps.py               one whole step (pointer selection, tile loop), shared by both kernel shapes
     step_kernels.py        one launch per step
-    persistent_kernels.py  one launch for all steps; barrier.py: the grid barrier between steps
-    dispatch.py            which shape a layer takes;  configs.py: block configs cached per shape family
-    forward_launch.py, backward_launch.py, launch_common.py   host-side launchers
-    step_ops.py            the per-step loops as opaque custom ops (one torch.compile node for any T)
+    persistent_kernels.py  one launch for all steps; barrier.py: the bounded grid barrier between steps
+    dispatch.py            which shape a layer takes
+    configs.py             block configs per shape family (tuned once, or heuristic); config_cache.py: on disk
+    forward_launch.py, backward_launch.py, launch_common.py   host-side launchers (device guard, cooperative launch)
+    recurrence_ops.py      the recurrence of either path as an opaque custom op (one torch.compile node for any T)
     layer.py, ops.py       the op bodies and their triton_op registration (rnnfused::*_triton)
-    compile_check.py       compiles every kernel for sm_90 without a GPU
+    compile_check.py       compiles every kernel for a GPU architecture (--arch, default sm_90) without a GPU
 
 Importing this package imports nothing heavy; ``rnnfused._triton.ops`` registers the ops.
 """

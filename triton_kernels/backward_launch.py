@@ -9,13 +9,13 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
-from torch.library import wrap_triton
 
-from rnnfused._cells import CellKind
+from rnnfused._cells import CellKind, cell_state_dtype
 
 from .configs import KernelConfig
 from .dispatch import PathChoice, num_tiles
-from .launch_common import cell_dtype, cell_meta, cuda_time_ms, interpreted, lookup_config
+from .launch_common import (cell_meta, cuda_time_ms, device_guard, interpreted, launch_persistent,
+                            lookup_config)
 from .persistent_kernels import backward_persistent_kernel
 from .step_kernels import backward_step_kernel
 
@@ -34,6 +34,13 @@ def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor,
                         h_prev_seq: Tensor, cfg: Optional[KernelConfig] = None) -> BackwardResult:
     """grad_output/output/h_prev_seq [T, B, K]; grad_h_n [B, K]; grad_c_n, c0 [B, H]; saved [T, B, S·H];
     cells [T, B, H] (cell dtype); lengths [B] int64 on the tensors' device."""
+    with device_guard(output.device):
+        return _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse,
+                                    output, saved, cells, h_prev_seq, cfg)
+
+
+def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse, output,
+                         saved, cells, h_prev_seq, cfg) -> BackwardResult:
     T, B, K = output.shape
     GH = w_hh.shape[0]
     H = GH // kind.gates
@@ -43,7 +50,7 @@ def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor,
     if cfg is None:
         cfg = lookup_config("backward", choice, kind, output, B, H, K,
                             lambda c: _time_probe(kind, choice, c, B, H, K, output.dtype, output.device, proj))
-    cdt = cell_dtype(output.dtype)
+    cdt = cell_state_dtype(output.dtype)
     dgx = output.new_empty(T, B, GH)                         # [T, B, G·H]
     dgh = output.new_empty(T, B, GH) if split else dgx       # [T, B, G·H]
     carry_buf = output.new_empty(2, B, K)                    # [2, B, K]
@@ -64,9 +71,8 @@ def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor,
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":
         assert not proj, "the persistent path has no projection (dispatch.choose_path)"
-        barrier = torch.zeros(1, dtype=torch.int32, device=output.device)
         programs = choice.num_programs(tiles, output.device, interpreted())
-        wrap_triton(backward_persistent_kernel)[(programs,)](T, *ptrs, barrier, B, H, K, **meta)
+        launch_persistent(backward_persistent_kernel, programs, T, ptrs, B, H, K, meta, output.device)
     else:
         for s in range(T - 1, -1, -1):
             t = T - 1 - s if reverse else s
@@ -105,7 +111,7 @@ def _time_probe(kind: CellKind, choice: PathChoice, cfg: KernelConfig, B: int, H
     rnd = lambda *shape, dt=dtype: (torch.rand(*shape, generator=g, device=device) - 0.5).to(dt)  # noqa: E731
     GH = kind.gates * H
     lstm = kind.has_cell_state
-    cdt = cell_dtype(dtype)
+    cdt = cell_state_dtype(dtype)
     seq = rnd(T, B, K)
     args = dict(grad_output=rnd(T, B, K), grad_h_n=rnd(B, K), grad_c_n=rnd(B, H) if lstm else None,
                 c0=rnd(B, H) if lstm else None, w_hh=rnd(GH, K) / K ** 0.5, w_hr=rnd(K, H) if proj else None,

@@ -10,11 +10,13 @@ Unused gate slots (G < 4) are ignored by the cell and compiled away. Arithmetic 
 import triton
 import triton.language as tl
 
-# Cell ids (compile-time): the order of rnnfused._cells.CELL_KINDS.
-LSTM = tl.constexpr(0)
-GRU = tl.constexpr(1)
-RNN_TANH = tl.constexpr(2)
-RNN_RELU = tl.constexpr(3)
+from rnnfused._cells import CELL_IDS
+
+# Cell ids (compile-time), from the cell registry (rnnfused._cells.CELL_IDS).
+LSTM = tl.constexpr(CELL_IDS["lstm"])
+GRU = tl.constexpr(CELL_IDS["gru"])
+RNN_TANH = tl.constexpr(CELL_IDS["rnn_tanh"])
+RNN_RELU = tl.constexpr(CELL_IDS["rnn_relu"])
 
 
 @triton.jit

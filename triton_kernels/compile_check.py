@@ -1,11 +1,13 @@
-"""Compile every recurrence kernel for sm_90 with no GPU, and report registers, spills and shared memory.
+"""Compile every recurrence kernel for a GPU architecture with no GPU, and report registers, spills and shared memory.
 
-    python -m rnnfused._triton.compile_check [--full] [--json] [--jobs N]
+    python -m rnnfused._triton.compile_check [--arch 90] [--full] [--json] [--jobs N]
 
-triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32)) runs the whole Triton
-pipeline down to a cubin; this catches what the interpreter lets through (layouts, dot shapes and dtypes, shared
-memory). Registers and spills come from ptxas -v on the generated PTX (the driver, which Triton reads them from
-at load time, needs a GPU). Must run WITHOUT TRITON_INTERPRET=1 (tests run it in a subprocess).
+--arch: the compute capability as an integer (80 A100, 86/89 consumer Ampere/Ada, 90 H100/H200, 100 B200, 120 RTX
+50xx); default: the present GPU's, else 90. triton.compile(ASTSource(fn, signature, constexprs),
+target=GPUTarget("cuda", arch, 32)) runs the whole Triton pipeline down to a cubin; this catches what the interpreter
+lets through (layouts, dot shapes and dtypes, shared memory beyond the architecture's limit). Registers and spills
+come from ptxas -v on the generated PTX (the driver, which Triton reads them from at load time, needs a GPU). Must
+run WITHOUT TRITON_INTERPRET=1 (tests run it in a subprocess). Exit status 1 when a kernel fails.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import List
+from typing import List, Optional
 
-SM90_SHARED_LIMIT = 227 * 1024  # bytes of shared memory one CTA may use on an H100
+from rnnfused._cells import CELL_IDS, CELL_KINDS
+
+# Bytes of shared memory one CTA may use (sharedMemPerBlockOptin) per compute capability.
+SHARED_LIMIT = {80: 163 * 1024, 86: 99 * 1024, 87: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024, 100: 227 * 1024,
+                120: 99 * 1024}
 KERNELS = ("forward_step_kernel", "backward_step_kernel", "forward_persistent_kernel", "backward_persistent_kernel")
-CELLS = {"lstm": (0, 4, 4), "gru": (1, 3, 4), "rnn_tanh": (2, 1, 0), "rnn_relu": (3, 1, 0)}  # id, G, S
 DTYPES = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64"}
 CONFIGS = {"small": (16, 16, 64, 4, 2), "large": (64, 32, 64, 8, 2)}  # BLOCK_B, BLOCK_H, BLOCK_K, warps, stages
 
@@ -34,6 +39,7 @@ class Case:
     dtype: str
     config: str
     proj: bool = False  # backward kernels with FROM_DR (LSTM projection, per-step path)
+    arch: int = 90
 
 
 @dataclass
@@ -44,15 +50,17 @@ class Result:
     registers: int = -1
     spill_stores: int = -1
     spill_loads: int = -1
+    cooperative: bool = False   # compiled for a cooperative launch (metadata.launch_cooperative_grid)
+    spin_bounded: bool = False  # the PTX compares the barrier's poll count with the spin_limit parameter
     error: str = ""
 
 
-def cases(full: bool) -> List[Case]:
+def cases(full: bool, arch: int = 90) -> List[Case]:
     """CI: every kernel for LSTM, GRU, RNN-tanh in fp32/bf16/fp16 on the small config; the large config and float64
     (the GPU gradcheck path) for LSTM and GRU; RNN-relu in bf16; the projection variant. --full: every combination."""
     out = []
     for kernel in KERNELS:
-        for cell in CELLS:
+        for cell in CELL_KINDS:
             for dtype in DTYPES:
                 for config in CONFIGS:
                     core = cell in ("lstm", "gru")
@@ -60,9 +68,9 @@ def cases(full: bool) -> List[Case]:
                         core and dtype == "bf16") or (core and dtype == "fp64" and config == "small") or (
                         cell == "rnn_relu" and dtype == "bf16" and config == "small")
                     if wanted:
-                        out.append(Case(kernel, cell, dtype, config))
-    out += [Case("backward_step_kernel", "lstm", d, "small", proj=True) for d in (("bf16", "fp32") if full
-                                                                                  else ("bf16",))]
+                        out.append(Case(kernel, cell, dtype, config, arch=arch))
+    out += [Case("backward_step_kernel", "lstm", d, "small", proj=True, arch=arch)
+            for d in (("bf16", "fp32") if full else ("bf16",))]
     return out
 
 
@@ -74,7 +82,8 @@ def _compile(case: Case) -> Result:
     from . import persistent_kernels, step_kernels
 
     fn = getattr(step_kernels, case.kernel, None) or getattr(persistent_kernels, case.kernel)
-    cell_id, G, S = CELLS[case.cell]
+    kind = CELL_KINDS[case.cell]
+    cell_id, G, S = CELL_IDS[case.cell], kind.gates, kind.saved_per_unit
     block_b, block_h, block_k, warps, stages = CONFIGS[case.config]
     ptr = "*" + DTYPES[case.dtype]
     cell_ptr = "*fp64" if case.dtype == "fp64" else "*fp32"  # c and dc are float32 for 16-bit and fp32 storage
@@ -90,11 +99,11 @@ def _compile(case: Case) -> Result:
     for i, name in enumerate(fn.arg_names):
         if name in const:
             signature[name] = "constexpr"
-        elif name in ("s", "T", "B", "H", "K"):
+        elif name in ("s", "T", "B", "H", "K", "spin_limit"):
             signature[name] = "i32"
         elif name == "lengths_ptr":
             signature[name] = "*i64"
-        elif name == "barrier_ptr":
+        elif name in ("barrier_ptr", "stall_ptr"):
             signature[name] = "*i32"
         else:
             signature[name] = cell_ptr if name in cell_state_args else ptr
@@ -103,26 +112,47 @@ def _compile(case: Case) -> Result:
             # matter (256, 1024, …) are multiples of 16 (B is not assumed to be: B=8 is a benchmark shape).
             attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn, signature, constexprs=const, attrs=attrs)
+    options = {"num_warps": warps, "num_stages": stages}
+    if "persistent" in case.kernel:
+        from .launch_common import PERSISTENT_LAUNCH_OPTIONS  # as the launchers launch them
+
+        options.update(PERSISTENT_LAUNCH_OPTIONS)
     try:
-        kernel = triton.compile(src, target=GPUTarget("cuda", 90, 32),
-                                options={"num_warps": warps, "num_stages": stages})
+        kernel = triton.compile(src, target=GPUTarget("cuda", case.arch, 32), options=options)
     except Exception as exc:  # a compile error is a result (reported, and failed by the test)
         return Result(case, False, error=f"{type(exc).__name__}: {str(exc)[-2000:]}")
     res = Result(case, True, shared=int(kernel.metadata.shared))
-    res.registers, res.spill_stores, res.spill_loads = _ptxas_usage(kernel.asm["ptx"])
+    res.registers, res.spill_stores, res.spill_loads = _ptxas_usage(kernel.asm["ptx"], case.arch)
+    res.cooperative = bool(getattr(kernel.metadata, "launch_cooperative_grid", False))
+    if "spin_limit" in fn.arg_names:
+        runtime_args = [n for n in fn.arg_names if signature[n] != "constexpr"]
+        res.spin_bounded = compares_param(kernel.asm["ptx"], case.kernel, runtime_args.index("spin_limit"))
     return res
 
 
-def _ptxas_usage(ptx: str):
+def compares_param(ptx: str, kernel: str, index: int) -> bool:
+    """True when the PTX loads kernel parameter `index` and a setp (a comparison) reads the register it went to, or
+    a register copied from it: proof that the value bounds a loop rather than being dropped as dead code."""
+    load = re.search(rf"ld\.param\.[bus]32\s+(%r\d+),\s*\[{re.escape(kernel)}_param_{index}\];", ptx)
+    if load is None:
+        return False
+    regs = {load.group(1)}
+    for _ in range(4):  # follow mov chains (loop-invariant copies)
+        regs |= set(re.findall(rf"mov\.[bus]32\s+(%r\d+),\s*(?:{'|'.join(map(re.escape, regs))});", ptx))
+    return any(re.search(rf"setp\.[a-z]+\.[bsu]32\s+%p\d+,\s*[^;]*{re.escape(r)}\b[^;]*;", ptx) for r in regs)
+
+
+def _ptxas_usage(ptx: str, arch: int):
     """(registers, spill store bytes, spill load bytes) from ptxas -v on the kernel's PTX."""
     from triton.backends.nvidia.compiler import get_ptxas
 
-    ptxas = get_ptxas(90).path
+    ptxas = get_ptxas(arch).path
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        proc = subprocess.run([ptxas, "-arch=sm_90a", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
+        target = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"  # Triton emits the arch-specific PTX target
+        proc = subprocess.run([ptxas, f"-arch={target}", "-v", src, "-o", os.path.join(tmp, "k.cubin")],
                               capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     regs = re.search(r"Used (\d+) registers", log)
@@ -131,10 +161,26 @@ def _ptxas_usage(ptx: str):
             int(spills.group(2)) if spills else -1)
 
 
-def run(full: bool = False, jobs: int = 2) -> List[Result]:
+def default_arch() -> int:
+    """The present GPU's compute capability as an integer (e.g. 90), else 90."""
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return major * 10 + minor
+    return 90
+
+
+def shared_limit(arch: int) -> int:
+    """Shared memory per CTA on ``arch`` (the nearest listed architecture at or below it)."""
+    known = [a for a in sorted(SHARED_LIMIT) if a <= arch]
+    return SHARED_LIMIT[known[-1] if known else min(SHARED_LIMIT)]
+
+
+def run(full: bool = False, jobs: int = 2, arch: Optional[int] = None) -> List[Result]:
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("compile_check needs compiled kernels: run it without TRITON_INTERPRET=1")
-    todo = cases(full)
+    todo = cases(full, default_arch() if arch is None else arch)
     if jobs <= 1:
         return [_compile(c) for c in todo]
     with ProcessPoolExecutor(jobs) as pool:
@@ -153,17 +199,18 @@ def table(results: List[Result]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", type=int, default=None, help="compute capability, e.g. 90 (default: this GPU's, else 90)")
     p.add_argument("--full", action="store_true", help="every kernel × cell × dtype × config")
     p.add_argument("--json", action="store_true", help="print JSON (one object per case) instead of a table")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
-    results = run(args.full, args.jobs)
+    results = run(args.full, args.jobs, args.arch)
     if args.json:
         print(json.dumps([dict(asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"})
                           for r in results]))
     else:
         print(table(results))
-    return 0 if all(r.ok and r.shared <= SM90_SHARED_LIMIT for r in results) else 1
+    return 0 if all(r.ok and r.shared <= shared_limit(r.case.arch) for r in results) else 1
 
 
 if __name__ == "__main__":

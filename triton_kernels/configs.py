@@ -4,10 +4,19 @@ The cache key is (direction, path, cell, dtype, batch bucket, H, K, device) — 
 the config and the compiled kernel (the kernels do not specialize on T or the step index). The input size I is not
 in the key because the recurrence kernels never see it (x W_ihᵀ is one torch GEMM before the loop).
 
-On a GPU with real tensors, the first call of a family times the candidate configs on a short probe sequence
-(scratch buffers, CUDA events) and keeps the fastest; RNNFUSED_TRITON_AUTOTUNE=0 skips that and keeps the
-heuristic. In the interpreter, and while torch.compile traces with fake tensors, the cached or heuristic config
-is used (nothing to time).
+What a user gets (RNNFUSED_TRITON_AUTOTUNE, read at each lookup):
+  1 (default)  tune once per shape family, cached in memory and on disk (config_cache.py: Triton's cache dir, one
+               file per GPU name + Triton version + rnnfused version). The first call of a family on a GPU times the
+               ≤ 8 candidate configs on a short probe sequence (scratch buffers, CUDA events; a few seconds, mostly
+               compiling); later calls and later processes read the result. Call the model once before timing it,
+               and before capturing it in a CUDA graph.
+  0            the heuristic config, never timed, disk cache neither read nor written: reproducible, no tuning
+               pause. The tests run this way (tests/conftest.py sets it, so the device check's pytest stage does
+               too); export it for any other fixed-config run (e.g. benchmark stages of .ci/gpu_check.sh).
+Never timed, whatever the setting: in the interpreter (nothing to time), while torch.compile traces with fake
+tensors, and while the current CUDA stream is being captured into a graph (timing synchronizes, which capture
+forbids). Those calls use the memory or disk cache, else the heuristic without remembering it, so the family is
+still tuned on its next eager call.
 """
 from __future__ import annotations
 
@@ -17,10 +26,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from . import config_cache
+from .barrier import BarrierStall
+
 __all__ = ["KernelConfig", "config_key", "heuristic_config", "candidate_configs", "get_config", "CONFIG_CACHE",
-           "AUTOTUNE_ENV"]
+           "AUTOTUNE_ENV", "autotune_enabled", "capturing"]
 
 AUTOTUNE_ENV = "RNNFUSED_TRITON_AUTOTUNE"
+_ON, _OFF = ("1", "on", "true", "yes", ""), ("0", "off", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -81,24 +94,57 @@ def candidate_configs(path: str, B: int, H: int, K: int) -> List[KernelConfig]:
 CONFIG_CACHE: Dict[ConfigKey, KernelConfig] = {}
 
 
+def autotune_enabled() -> bool:
+    value = os.environ.get(AUTOTUNE_ENV, "1").strip().lower()
+    if value not in _ON + _OFF:
+        raise ValueError(f"{AUTOTUNE_ENV} must be 1 (tune once per shape family, cached on disk) or 0 (heuristic "
+                         f"configs, never timed), got {value!r}")
+    return value in _ON
+
+
+def capturing() -> bool:
+    """True while the current CUDA stream (of the current device) is being captured into a CUDA graph."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def _from_disk(key: ConfigKey, legal: List[KernelConfig]) -> Optional[KernelConfig]:
+    raw = config_cache.load("|".join(map(str, key)), key[-1])
+    if raw is None or len(raw) != 5:
+        return None
+    cfg = KernelConfig(*raw)
+    return cfg if cfg in legal else None  # a stale or hand-edited entry is a miss, never a launch failure
+
+
+def _tune(candidates: List[KernelConfig], time_config: Callable[[KernelConfig], float]) -> Optional[KernelConfig]:
+    timings = []
+    for cand in candidates:
+        try:
+            timings.append((time_config(cand), cand))
+        except BarrierStall:  # never hidden as "a config that does not fit"
+            raise
+        except Exception:  # e.g. out of resources for this tile size, too large a cooperative grid: not a candidate
+            continue
+    return min(timings, key=lambda tc: tc[0])[1] if timings else None
+
+
 def get_config(key: ConfigKey, path: str, B: int, H: int, K: int, interpreted: bool, can_time: bool,
                time_config: Optional[Callable[[KernelConfig], float]] = None) -> KernelConfig:
-    """The cached config of this family; on a miss the timed best (when possible) or the heuristic."""
+    """The config of this shape family: memory cache, then (tuning on) disk cache, then the timed best when timing
+    is possible now, else the heuristic. Call it on the tensors' device (launch_common.device_guard)."""
     cfg = CONFIG_CACHE.get(key)
     if cfg is not None:
         return cfg
-    cfg = heuristic_config(path, B, H, K, interpreted)
-    tune = not interpreted and os.environ.get(AUTOTUNE_ENV, "1") != "0"
-    if tune and not (can_time and time_config is not None):
-        return cfg  # tracing with fake tensors: use the heuristic now, tune on the first real call
-    if tune:
-        timings = []
-        for cand in candidate_configs(path, B, H, K):
-            try:
-                timings.append((time_config(cand), cand))
-            except Exception:  # e.g. out of resources for this tile size: not a candidate
-                continue
-        if timings:
-            cfg = min(timings, key=lambda tc: tc[0])[1]
+    heuristic = heuristic_config(path, B, H, K, interpreted)
+    if interpreted or not autotune_enabled():
+        CONFIG_CACHE[key] = heuristic
+        return heuristic
+    legal = candidate_configs(path, B, H, K)
+    cfg = _from_disk(key, legal)
+    if cfg is None:
+        if not can_time or time_config is None or capturing():
+            return heuristic  # tracing or capturing: use the heuristic now, tune on the next eager call
+        cfg = _tune(legal, time_config) or heuristic
+        config_cache.store("|".join(map(str, key)), key[-1], (cfg.block_b, cfg.block_h, cfg.block_k,
+                                                                cfg.num_warps, cfg.num_stages))
     CONFIG_CACHE[key] = cfg
     return cfg

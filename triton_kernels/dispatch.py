@@ -1,7 +1,7 @@
 """Which recurrence path a layer-direction takes: the one place that decides between the two kernel shapes.
 
     step        one launch per time step (step_kernels.py); any shape, the projection (proj_size) included
-    persistent  one launch for all T steps (persistent_kernels.py), grid ≤ SM count with a grid barrier
+    persistent  one cooperative launch for all T steps (persistent_kernels.py), grid ≤ SM count, a grid barrier
 
 RNNFUSED_TRITON_PATH=step|persistent|auto forces a path (auto by default). On a GPU, auto takes the persistent
 path except with a projection (h_t = r_t W_hrᵀ needs every unit of r_t before any program can start step t+1's

@@ -1,8 +1,7 @@
 """Host side of the forward recurrence: output buffers, the per-step launch loop and the persistent launch.
 
-The persistent launch goes through torch.library.wrap_triton, so inside a triton_op traced by torch.compile it
-becomes ONE graph node whatever T is. The per-step loop launches T kernels from Python; ops.py runs it inside an
-opaque custom op so that torch.compile never unrolls it (see ops.py).
+Both run inside an opaque custom op (recurrence_ops.py), so torch.compile sees ONE graph node whatever T is and
+never unrolls the per-step loop; everything here runs on the tensors' device (launch_common.device_guard).
 """
 from __future__ import annotations
 
@@ -10,13 +9,13 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
-from torch.library import wrap_triton
 
-from rnnfused._cells import CellKind
+from rnnfused._cells import CellKind, cell_state_dtype
 
 from .configs import KernelConfig
 from .dispatch import PathChoice, num_tiles
-from .launch_common import cell_dtype, cell_meta, cuda_time_ms, interpreted, lookup_config
+from .launch_common import (cell_meta, cuda_time_ms, device_guard, interpreted, launch_persistent,
+                            lookup_config)
 from .persistent_kernels import forward_persistent_kernel
 from .step_kernels import forward_step_kernel
 
@@ -32,6 +31,11 @@ def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tenso
                        w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Optional[Tensor],
                        reverse: bool, cfg: Optional[KernelConfig] = None) -> ForwardResult:
     """xg: [T, B, G·H] = x W_ihᵀ + b_ih; h0 [B, K]; c0 [B, H]; w_hh [G·H, K]; lengths [B] int64 on xg's device."""
+    with device_guard(xg.device):
+        return _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, cfg)
+
+
+def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, cfg) -> ForwardResult:
     T, B, GH = xg.shape
     H, K = GH // kind.gates, w_hh.shape[1]
     proj = w_hr is not None
@@ -42,10 +46,10 @@ def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tenso
     output = xg.new_empty(T, B, K)                                              # [T, B, K]
     h_n = xg.new_empty(B, K)                                                    # [B, K]
     h_buf = xg.new_empty(2, B, K)                                               # [2, B, K] ping-pong state
-    cells = xg.new_empty(T if lstm else 0, B, H, dtype=cell_dtype(xg.dtype))    # [T, B, H]
+    cells = xg.new_empty(T if lstm else 0, B, H, dtype=cell_state_dtype(xg.dtype))    # [T, B, H]
     saved = xg.new_empty(T, B, kind.saved_per_unit * H)                         # [T, B, S·H]
     cell_out = xg.new_empty(T, B, H) if proj else output                        # [T, B, H] r_t before W_hr
-    c0c = c0.to(cell_dtype(xg.dtype)).contiguous() if lstm else None            # [B, H]
+    c0c = c0.to(cell_state_dtype(xg.dtype)).contiguous() if lstm else None            # [B, H]
     # Unused pointer arguments get a placeholder tensor (never dereferenced: the flags compile their uses away).
     ptrs = (xg, xg if b_hh is None else b_hh, w_hh, h0, h_buf, h_n, c0c if lstm else xg, cells if lstm else xg,
             cell_out, saved if kind.saved_per_unit else xg, xg if lengths is None else lengths)
@@ -54,9 +58,8 @@ def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tenso
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":
         assert not proj, "the persistent path has no projection (dispatch.choose_path)"
-        barrier = torch.zeros(1, dtype=torch.int32, device=xg.device)  # arrival counter, grid_barrier
         programs = choice.num_programs(tiles, xg.device, interpreted())
-        wrap_triton(forward_persistent_kernel)[(programs,)](T, *ptrs, barrier, B, H, K, **meta)
+        launch_persistent(forward_persistent_kernel, programs, T, ptrs, B, H, K, meta, xg.device)
     else:
         for s in range(T):
             forward_step_kernel[(tiles,)](s, T, *ptrs, B, H, K, **meta)

@@ -1,44 +1,25 @@
 """The bodies of the Triton layer ops: argument checks, the big GEMMs, and one recurrence call.
 
 Everything here is traceable by torch.compile (it runs under fake/functional tensors when a triton_op is
-decomposed): torch ops, the persistent kernel through wrap_triton, or the opaque per-step custom ops (step_ops.py).
+decomposed): torch ops and one opaque recurrence custom op (recurrence_ops.py) for either path.
 Semantics and saved-tensor formats are those of the C++ ops (csrc/sequence/driver.h).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from rnnfused._cells import CellKind
-from rnnfused._ops import LayerInputs
-from rnnfused.functional import check_layer_inputs
+from rnnfused._cells import CellKind, cell_state_dtype
+from rnnfused._inputs import LayerInputs
+from rnnfused._validation import check_layer_inputs, check_op_lengths, check_saved
 
-from . import step_ops  # noqa: F401  (registers rnnfused::_triton_*_steps)
-from .backward_launch import BackwardResult, backward_recurrence
+from . import recurrence_ops  # noqa: F401  (registers rnnfused::_triton_*_recurrence)
+from .backward_launch import BackwardResult
 from .dispatch import choose_path
-from .forward_launch import ForwardResult, forward_recurrence
-from .launch_common import cell_dtype, interpreted, is_traced
-
-
-def _check_lengths(op: str, lengths: Optional[Tensor], B: int, T: int) -> None:
-    if lengths is None:
-        return
-    if lengths.device.type != "cpu" or lengths.dtype != torch.int64 or lengths.shape != (B,):
-        raise RuntimeError(f"{op}: lengths must be a CPU int64 tensor of shape [{B}], got {lengths.dtype} "
-                           f"{list(lengths.shape)} on {lengths.device}")
-    if not is_traced(lengths):  # value checks read data: eager only (the functional API checks before compiling)
-        lo, hi = int(lengths.min()), int(lengths.max())
-        if lo < 1 or hi > T:
-            raise RuntimeError(f"{op}: lengths must lie in [1, seq_len={T}], got values in [{lo}, {hi}]")
-
-
-def _check_like(op: str, name: str, t: Tensor, shape: Sequence[int], dtype: torch.dtype, device) -> Tensor:
-    if not isinstance(t, Tensor) or list(t.shape) != list(shape) or t.dtype != dtype or t.device != device:
-        got = f"{t.dtype} {list(t.shape)} on {t.device}" if isinstance(t, Tensor) else type(t).__name__
-        raise RuntimeError(f"{op}: {name} must be {dtype} {list(shape)} on {device}, got {got}")
-    return t.contiguous()
+from .forward_launch import ForwardResult
+from .launch_common import interpreted
 
 
 def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
@@ -46,7 +27,7 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
         check_layer_inputs(kind, x)
     except ValueError as exc:
         raise RuntimeError(f"{op}: {exc}") from None
-    _check_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0])
+    check_op_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0], x.input.device)
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
     return x._replace(input=c(x.input), h0=c(x.h0), c0=c(x.c0), w_ih=c(x.w_ih), w_hh=c(x.w_hh), b_ih=c(x.b_ih),
                       b_hh=c(x.b_hh), w_hr=c(x.w_hr))
@@ -73,13 +54,10 @@ def layer_forward(kind: CellKind, x: LayerInputs) -> tuple:
     x2d = x.input.view(T * B, I)
     # [T, B, G·H]  input projection of every step, with b_ih: one GEMM
     xg = (torch.mm(x2d, x.w_ih.t()) if x.b_ih is None else torch.addmm(x.b_ih, x2d, x.w_ih.t())).view(T, B, GH)
-    lengths = None if x.lengths is None else x.lengths.to(x.input.device)
+    lengths = None if x.lengths is None else x.lengths.to(x.input.device)  # no copy when already there
     choice = choose_path(x.w_hr is not None, interpreted())
-    if choice.path == "persistent":
-        r = forward_recurrence(kind, choice, xg, x.h0, x.c0, x.w_hh, x.b_hh, None, lengths, x.reverse)
-    else:
-        r = ForwardResult(*torch.ops.rnnfused._triton_forward_steps(kind.name, xg, x.h0, x.c0, x.w_hh, x.b_hh,
-                                                                     x.w_hr, lengths, x.reverse))
+    r = ForwardResult(*torch.ops.rnnfused._triton_forward_recurrence(choice.path, kind.name, xg, x.h0, x.c0, x.w_hh,
+                                                                      x.b_hh, x.w_hr, lengths, x.reverse))
     if kind.has_cell_state:
         # A copy, never a view of `cells`: op outputs must not alias each other.
         c_n = r.cells[0 if x.reverse else -1].to(x.input.dtype, copy=True)
@@ -98,26 +76,22 @@ def layer_backward(kind: CellKind, grad_output: Tensor, grad_h_n: Tensor, grad_c
     GH, K = x.w_hh.shape
     H = GH // kind.gates
     dt, dev = x.input.dtype, x.input.device
-    output = _check_like(op, "output", output, (T, B, K), dt, dev)
-    grad_output = _check_like(op, "grad_output", grad_output, (T, B, K), dt, dev)
-    grad_h_n = _check_like(op, "grad_h_n", grad_h_n, (B, K), dt, dev)
-    saved = (_check_like(op, "saved", saved, (T, B, kind.saved_per_unit * H), dt, dev) if kind.saved_per_unit
+    output = check_saved(op, "output", output, (T, B, K), dt, dev)
+    grad_output = check_saved(op, "grad_output", grad_output, (T, B, K), dt, dev)
+    grad_h_n = check_saved(op, "grad_h_n", grad_h_n, (B, K), dt, dev)
+    saved = (check_saved(op, "saved", saved, (T, B, kind.saved_per_unit * H), dt, dev) if kind.saved_per_unit
              else x.input.new_empty(T, B, 0))
     if kind.has_cell_state:
-        grad_c_n = _check_like(op, "grad_c_n", grad_c_n, (B, H), dt, dev)
-        cells = _check_like(op, "cells", cells, (T, B, H), cell_dtype(dt), dev)
+        grad_c_n = check_saved(op, "grad_c_n", grad_c_n, (B, H), dt, dev)
+        cells = check_saved(op, "cells", cells, (T, B, H), cell_state_dtype(dt), dev)
     else:
-        cells = x.input.new_empty(0, B, H, dtype=cell_dtype(dt))
+        cells = x.input.new_empty(0, B, H, dtype=cell_state_dtype(dt))
     lengths = None if x.lengths is None else x.lengths.to(dev)
     h_prev_seq = previous_states(output, x.h0, lengths, x.reverse)  # [T, B, K]
     choice = choose_path(x.w_hr is not None, interpreted())
-    if choice.path == "persistent":
-        r = backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, None, lengths,
-                                x.reverse, output, saved, cells, h_prev_seq)
-    else:
-        r = BackwardResult(*torch.ops.rnnfused._triton_backward_steps(
-            kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, x.reverse, output, saved,
-            cells, h_prev_seq))
+    r = BackwardResult(*torch.ops.rnnfused._triton_backward_recurrence(
+        choice.path, kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, x.reverse, output,
+        saved, cells, h_prev_seq))
     dgx = r.dgx.view(T * B, GH)                                          # [T·B, G·H]
     dgh_seq = r.dgh if kind.name == "gru" else r.dgx                     # [T, B, G·H]
     dgh = dgh_seq.view(T * B, GH)

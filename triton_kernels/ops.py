@@ -5,11 +5,11 @@ Each is a torch.library.triton_op with exactly the schema of the C++ op of the s
 annotated signatures below ARE the schemas (tests/test_triton_backend.py compares them with the C++ ones); the
 schema string is passed too, for versions that read it.
 
-triton_op registers the traced body as the fake function; rnnfused._ops.register_family("_triton") then replaces
+triton_op registers the traced body as the fake function; rnnfused._op_family.register_family("_triton") then replaces
 it with the family's shape-only fake (the same one the C++ ops use: cheaper, and it needs no kernel — the
 interpreter's kernels cannot run on fake tensors) and registers the autograd formula (BPTT through the
-*_backward_triton op). Under torch.compile the triton_op is still decomposed into its body (GEMMs + one
-recurrence node), which is what lets Inductor see the persistent kernel.
+*_backward_triton op). Under torch.compile the triton_op is still decomposed into its body: the GEMMs, which
+Inductor compiles, and one opaque recurrence node for either path (recurrence_ops.py).
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 from torch.library import triton_op
 
-from rnnfused import _ops
 from rnnfused._cells import CELL_KINDS
-from rnnfused._ops import LayerInputs
+from rnnfused._extension import extension_loaded
+from rnnfused._inputs import LayerInputs
+from rnnfused._op_family import register_family
 
 from .layer import layer_backward, layer_forward
 
@@ -31,7 +32,7 @@ T2, T3, T5, T6, T8 = (Tuple[(Tensor,) * n] for n in (2, 3, 5, 6, 8))
 
 def _schema(name: str) -> str:
     """The C++ op's schema (registered by rnnfused._C), without its name, when the extension is loaded."""
-    if not _ops.extension_loaded():
+    if not extension_loaded():
         return None
     return str(getattr(torch.ops.rnnfused, name).default._schema).split(name, 1)[1]
 
@@ -81,4 +82,4 @@ def _register_rnn(name: str) -> None:
 
 _register_rnn("rnn_tanh")
 _register_rnn("rnn_relu")
-_ops.register_family("_triton")
+register_family("_triton")

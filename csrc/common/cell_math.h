@@ -50,9 +50,11 @@ RNNF_HD A sigmoid(A x) {
 
 // LSTM: gates i, f, g, o.   c' = σ(f)c + σ(i)tanh(g),   r = σ(o)tanh(c')   (h' = r, or r W_hrᵀ with proj_size)
 struct LstmCell {
+  static constexpr const char* kName = "lstm";  // the op name (torch.ops.rnnfused.lstm) and rnnfused/_cells.py's key
   static constexpr int kGates = 4;
   static constexpr int kSaved = 4;  // σ(i), σ(f), tanh(g), σ(o)
   static constexpr bool kHasCellState = true;
+  static constexpr bool kHasProjection = true;        // proj_size: h' = r W_hrᵀ (applied by the sequence code)
   static constexpr bool kSplitRecurrentGrad = false;  // dgh == dgx
   static constexpr bool kReadsPrevHidden = false;     // forward/backward read h_{t-1} per element
   static constexpr bool kReadsOutput = false;         // backward reads h_t per element
@@ -96,9 +98,11 @@ struct LstmCell {
 
 // GRU: gates r, z, n.   n = tanh(xn + r·hn) with hn = W_hn h + b_hn kept apart,   h' = (1−z)n + z h.
 struct GruCell {
+  static constexpr const char* kName = "gru";
   static constexpr int kGates = 3;
   static constexpr int kSaved = 4;  // σ(r), σ(z), n, hn
   static constexpr bool kHasCellState = false;
+  static constexpr bool kHasProjection = false;
   static constexpr bool kSplitRecurrentGrad = true;  // the n block of dgh is r·(that of dgx)
   static constexpr bool kReadsPrevHidden = true;
   static constexpr bool kReadsOutput = false;
@@ -136,9 +140,11 @@ struct GruCell {
 // Elman RNN: h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh), act = tanh or relu.  Backward reads h' (the output).
 template <bool kRelu>
 struct ElmanCell {
+  static constexpr const char* kName = kRelu ? "rnn_relu" : "rnn_tanh";
   static constexpr int kGates = 1;
   static constexpr int kSaved = 0;
   static constexpr bool kHasCellState = false;
+  static constexpr bool kHasProjection = false;
   static constexpr bool kSplitRecurrentGrad = false;
   static constexpr bool kReadsPrevHidden = false;
   static constexpr bool kReadsOutput = true;

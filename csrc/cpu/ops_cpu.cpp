@@ -1,5 +1,5 @@
 // The `cpu` backend: the step-wise driver with the C++ pointwise loops, registered for the CPU dispatch key.
-#include "../sequence/stepwise_ops.h"
+#include "../sequence/layer_ops.h"
 #include "pointwise_cpu.h"
 
 namespace rnnfused {
@@ -18,6 +18,6 @@ struct CpuPointwise {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(rnnfused, CPU, m) { register_layer_ops<StepwiseOps<CpuPointwise>>(m); }
+TORCH_LIBRARY_IMPL(rnnfused, CPU, m) { register_layer_ops<StepwiseRunner<CpuPointwise>>(m); }
 
 }  // namespace rnnfused

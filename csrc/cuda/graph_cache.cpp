@@ -148,6 +148,9 @@ std::optional<Tensors> run(const std::vector<int64_t>& tag, const Tensors& input
     try {
       capture(e, inputs, body);
     } catch (const std::exception& err) {
+      // The failed capture's CUDA error (e.g. an operation not permitted while capturing) must not surface in the
+      // caller's next, unrelated check: take it out of the runtime's last-error slot.
+      (void)cudaGetLastError();
       e.capture_failed = true;
       TORCH_WARN("rnnfused: capturing a CUDA graph failed, this configuration runs without one: ", err.what());
       return std::nullopt;

@@ -4,7 +4,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../sequence/stepwise_ops.h"
+#include "../sequence/layer_ops.h"
 #include "dispatch.h"
 #include "persistent/persistent.h"
 #include "graph_cache.h"
@@ -37,7 +37,7 @@ enum : int64_t { kForwardTag = 0, kBackwardTag = 1 };
 
 template <typename Cell>
 std::vector<int64_t> graph_tag(int64_t pass, const LayerArgs& a) {
-  return {pass, static_cast<int64_t>(cell_type_of<Cell>()), a.reverse ? 1 : 0};
+  return {pass, static_cast<int64_t>(cell_index<Cell>()), a.reverse ? 1 : 0};
 }
 
 template <typename Cell>
@@ -76,12 +76,12 @@ BackwardResult stepwise_backward(const LayerArgs& a, const at::Tensor& grad_outp
   return sequence_backward<Cell, CudaPointwise>(a, grad_output, grad_h_n, grad_c_n, fwd);
 }
 
-// The Runner (see csrc/sequence/stepwise_ops.h) of the cuda backend.
+// The Runner (see csrc/sequence/layer_ops.h) of the cuda backend.
 struct CudaRunner {
   template <typename Cell>
   static ForwardResult forward(const LayerArgs& a) {
     const c10::cuda::CUDAGuard device(a.input.device());  // custom ops get no device guard from the dispatcher
-    switch (choose_path(cell_type_of<Cell>(), a)) {
+    switch (choose_path(Cell::kName, a)) {
       case CudaPath::kStepwise:
         return stepwise_forward<Cell>(a);
       case CudaPath::kPersistent:
@@ -94,7 +94,7 @@ struct CudaRunner {
   static BackwardResult backward(const LayerArgs& a, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                                  const at::Tensor& grad_c_n, const ForwardResult& fwd) {
     const c10::cuda::CUDAGuard device(a.input.device());
-    switch (choose_path(cell_type_of<Cell>(), a)) {
+    switch (choose_path(Cell::kName, a)) {
       case CudaPath::kStepwise:
         return stepwise_backward<Cell>(a, grad_output, grad_h_n, grad_c_n, fwd);
       case CudaPath::kPersistent:
@@ -107,6 +107,6 @@ struct CudaRunner {
 }  // namespace
 }  // namespace cuda
 
-TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_layer_ops<LayerOps<cuda::CudaRunner>>(m); }
+TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) { register_layer_ops<cuda::CudaRunner>(m); }
 
 }  // namespace rnnfused

@@ -34,6 +34,27 @@ at::Tensor check_saved(const char* op, const char* name, const at::Tensor& t, at
   return t.contiguous();
 }
 
+at::Tensor checked_lengths(const char* op, const at::Tensor& len, const at::Tensor& input) {
+  const int64_t T = input.size(0), B = input.size(1);
+  TORCH_CHECK(len.device().is_cpu() || len.device() == input.device(), op,
+              ": lengths must be on the CPU (as PackedSequence.batch_sizes) or on ", input.device(),
+              " like input, got ", len.device());
+  TORCH_CHECK(len.scalar_type() == at::kLong, op, ": lengths must have dtype int64, got ", len.scalar_type());
+  TORCH_CHECK(len.dim() == 1 && len.size(0) == B, op, ": lengths must have shape [", B, "], got ", len.sizes());
+  if (!len.device().is_cpu()) {
+    // Already on the input's device: used as is, values NOT checked (min/max would copy them back and block the
+    // CPU, and break CUDA-graph capture). Safe for any values: every kernel only compares t < lengths[b] (the
+    // driver's masks, row_active in the pointwise kernels, the persistent kernels' lengths_s[b]) and never indexes
+    // memory with a length, so out-of-range values give wrong rows, never out-of-bounds accesses.
+    return len.contiguous();
+  }
+  const int64_t lo = len.min().item<int64_t>();
+  const int64_t hi = len.max().item<int64_t>();
+  TORCH_CHECK(lo >= 1 && hi <= T, op, ": lengths must lie in [1, seq_len=", T, "], got values in [", lo, ", ", hi,
+              "]");
+  return len.to(input.device()).contiguous();  // a blocking copy when input is on a GPU
+}
+
 LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input, const at::Tensor& h0,
                           const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                           const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
@@ -76,18 +97,7 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
     check_tensor(op, "c0", *c0, {a.B, a.H}, input);
     a.c0 = c0->contiguous();
   }
-  if (lengths.has_value() && lengths->defined()) {
-    const at::Tensor& len = *lengths;
-    TORCH_CHECK(len.device().is_cpu(), op, ": lengths must be a CPU tensor (as PackedSequence.batch_sizes), got ",
-                len.device());
-    TORCH_CHECK(len.scalar_type() == at::kLong, op, ": lengths must have dtype int64, got ", len.scalar_type());
-    TORCH_CHECK(len.dim() == 1 && len.size(0) == a.B, op, ": lengths must have shape [", a.B, "], got ", len.sizes());
-    const int64_t lo = len.min().item<int64_t>();
-    const int64_t hi = len.max().item<int64_t>();
-    TORCH_CHECK(lo >= 1 && hi <= a.T, op, ": lengths must lie in [1, seq_len=", a.T, "], got values in [", lo, ", ",
-                hi, "]");
-    a.lengths = len.to(input.device()).contiguous();
-  }
+  if (lengths.has_value() && lengths->defined()) a.lengths = checked_lengths(op, *lengths, input);
   return a;
 }
 

@@ -16,7 +16,8 @@ struct LayerArgs {
   at::Tensor b_ih;     // [G*H] or undefined
   at::Tensor b_hh;     // [G*H] or undefined
   at::Tensor w_hr;     // [H_out, H] (LSTM with proj_size) or undefined
-  at::Tensor lengths;  // [B] int64 on input's device, values in [1, T], or undefined (all rows run T steps)
+  at::Tensor lengths;  // [B] int64 on input's device, or undefined (all rows run T steps); values in [1, T] when
+                       // given on the CPU (checked), unchecked when given on the device (checked_lengths)
   bool reverse = false;
   int64_t T = 0, B = 0, I = 0, H = 0, H_out = 0, G = 0;
 };
@@ -28,6 +29,13 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
                           const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
                           const std::optional<at::Tensor>& w_hr, const std::optional<at::Tensor>& lengths,
                           bool reverse);
+
+// lengths [B] int64 for an input [T, B, ...]: on the CPU → values checked to lie in [1, T], then copied to input's
+// device (blocking when that is a GPU); already on input's device → returned as is, values NOT checked (reading
+// them would synchronize with the GPU and break CUDA-graph capture): whoever moves lengths to the device checks
+// them first (rnnfused.functional / the modules). Out-of-range values never cause out-of-bounds accesses: kernels
+// only compare t < lengths[b].
+at::Tensor checked_lengths(const char* op, const at::Tensor& lengths, const at::Tensor& input);
 
 // Checks a tensor that a backward op receives against what the forward produced; returns it contiguous.
 at::Tensor check_saved(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef expected,

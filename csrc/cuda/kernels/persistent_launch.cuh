@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "persistent_plan.cuh"
+#include "persistent_stall.h"
 
 namespace rnnfused {
 namespace persistent {
@@ -39,7 +40,11 @@ struct SequenceArgs {
   int steps = 0;                      // T
   bool reverse = false;
   const int64_t* lengths = nullptr;   // [B] on the device, or nullptr (every row runs T steps)
-  unsigned* flags = nullptr;          // [ctas] zero before the launch
+  unsigned* flags = nullptr;          // [flag_words(geo)] zero before the launch: flag of CTA c at c*flag_stride
+  unsigned* abort_word = nullptr;     // flags + abort_word_index(geo)
+  StallRecord* stall = nullptr;       // pinned mapped host memory for the watchdog's record, or nullptr
+  unsigned spin_limit = kSpinLimit;   // polls before a waiter gives up (persistent_stall.h)
+  int debug_stall_phase = -1;         // tests: >= 0 makes CTA 0 stop publishing from this phase on (a stall)
 };
 
 // One layer-direction forward.
@@ -52,7 +57,8 @@ struct ForwardArgs : SequenceArgs {
   const T* h0 = nullptr;              // [B, H]
   const A* c0 = nullptr;              // [B, H] (LSTM)
   const T* w_packed = nullptr;        // [ctas, rows, k_padded]  per-CTA W_hh slices (see pack_forward_weights)
-  T* ring = nullptr;                  // [2, ring_rows, k_padded] exchange buffer (no initialisation needed)
+  T* ring = nullptr;                  // [ring_bytes(geo)] exchange buffer: [2, ring_rows, k_padded] (no
+                                      // initialisation needed), LL: [2, ring_rows, ll_row_words] words, zeroed
   T* output = nullptr;                // [T, B, H]    zero on padded steps
   T* h_n = nullptr;                   // [B, H]
   T* saved = nullptr;                 // [T, B, S*H]  zero on padded steps (nullptr when S == 0)
@@ -72,7 +78,7 @@ struct BackwardArgs : SequenceArgs {
   const T* h_prev = nullptr;          // [T, B, H]   the state each step started from (GRU)
   const T* output = nullptr;          // [T, B, H]   h_t (Elman RNN)
   const T* w_packed = nullptr;        // [ctas, units, k_padded]  per-CTA W_hhᵀ slices (see pack_backward_weights)
-  T* ring = nullptr;                  // [2, ring_rows, k_padded]
+  T* ring = nullptr;                  // as ForwardArgs::ring
   T* dgx = nullptr;                   // [T, B, G*H]
   T* dgh = nullptr;                   // [T, B, G*H] (== dgx unless Cell::kSplitRecurrentGrad)
   T* grad_h0 = nullptr;               // [B, H]
@@ -80,7 +86,13 @@ struct BackwardArgs : SequenceArgs {
 };
 
 // Cooperative launch of one persistent kernel on `stream`. Returns the CUDA error (cudaErrorCooperativeLaunchTooLarge
-// when the grid cannot be co-resident). `geo` must come from make_plan for the same sizes and element type.
+// when the grid cannot be co-resident), already cleared from the runtime's last-error slot (launch_status.h).
+// `geo` must come from make_plan for the same sizes, element type and variant; the variant runs only in
+// kTensorCore mode (variant_supported), cudaErrorInvalidValue otherwise.
+inline bool variant_supported(MathMode mode, Variant v) {
+  return v == Variant::kBaseline || mode == MathMode::kTensorCore;
+}
+
 template <typename Cell, typename T>
 cudaError_t launch_persistent_forward(const ForwardArgs<T>& args, const Geometry& geo, MathMode mode,
                                       cudaStream_t stream);

@@ -119,6 +119,7 @@ struct Tf32Op {
 // Policy interface:
 //   Storage, Acc                     element types
 //   kMaxNTiles                       accumulator bound on n8 tiles (the plan's max_ntiles)
+//   kTensorCore                      a fast engine (all synchronisation variants) or an exactness one (baseline)
 //   chunk<MT, NT>(acc, w, v, ...)    acc[mt][nt] += W[mt*16.., chunk] · V[nt*8.., chunk]ᵀ
 //   operand(uint4) / operand(T)      the value as the engine consumes it (tf32 rounding)
 template <typename Op>
@@ -126,6 +127,7 @@ struct TensorCoreMma {
   using Storage = typename Op::Storage;
   using Acc = float;
   static constexpr int kMaxNTiles = 4;
+  static constexpr bool kTensorCore = true;  // every synchronisation variant is compiled for it
 
   __device__ __forceinline__ static uint4 operand(uint4 v) { return Op::operand(v); }
   __device__ __forceinline__ static Storage operand(Storage v) { return Op::operand(v); }
@@ -168,6 +170,7 @@ struct FmaMma {
   using Storage = S;
   using Acc = S;
   static constexpr int kMaxNTiles = sizeof(S) == 8 ? 2 : 4;  // fp64 accumulators cost two registers each
+  static constexpr bool kTensorCore = false;  // the baseline variant only
   static constexpr int kChunkElems = 64 / int(sizeof(S));
 
   __device__ __forceinline__ static uint4 operand(uint4 v) { return v; }

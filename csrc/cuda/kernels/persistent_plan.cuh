@@ -11,7 +11,9 @@
 //   rows      rows of the CTA's resident weight slice: forward G*units (gate-major: row g*units + u is W_hh row
 //             g*H + j), backward units (row u is W_hh column j, i.e. a row of W_hhᵀ)
 //   segment   the K entries of v each CTA produces per step: forward units (h_j), backward G*units (dgh of its
-//             units, gate-major); the vector is stored "producer-major": entry cta*segment + i
+//             units, gate-major); the vector is stored "producer-major": entry cta*seg_stride + i
+//   seg_stride K entries reserved per CTA: segment, rounded up to whole 4-byte words for the LL variant (whose
+//             words have one writer each); the padding entries are zero in v and in the packed weights
 //   chunk     64 bytes of K (32 bf16/fp16, 16 fp32, 8 fp64): two mma k-tiles, one 16-byte load per lane
 //   pass      the batch is processed in passes of n_chunk columns (a multiple of 8: mma n-tiles)
 #pragma once
@@ -19,6 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "persistent_tuning.h"
 
 namespace rnnfused {
 namespace persistent {
@@ -31,6 +35,8 @@ constexpr int kChunkBytes = 64;        // K bytes per chunk: two mma k-tiles per
 constexpr int kEpilogueElems = 2;      // (unit, batch row) elements per thread per pass (prefetch registers)
 constexpr int kStages = 4;             // chunks of v each warp has in flight (cp.async pipeline depth, power of 2)
 constexpr int kPartialPad = 4;         // partial-sum column stride = rows_padded + 4: conflict-free stores
+constexpr int kLLWordBytes = 8;        // LL variant: {4 payload bytes, 4-byte step tag}
+constexpr int kFlagLineWords = 32;     // 128 bytes: the padded variant's flag stride, and the abort word's line
 
 enum class Direction : int { kForward = 0, kBackward = 1 };
 
@@ -54,6 +60,7 @@ struct PlanRequest {
   int state_arrays = 1;  // per-(unit, row) on-chip state: forward h_prev (+ c for LSTM); backward dh (+ dc)
   int units_override = 0;    // tuning: force units per CTA (0: the rule below)
   int n_chunk_override = 0;  // tuning: force batch columns per pass (0: the rule below)
+  Variant variant = Variant::kBaseline;  // synchronisation variant (persistent_tuning.h)
 };
 
 // Everything the kernel needs about its geometry; trivially copyable (a kernel argument).
@@ -67,7 +74,8 @@ struct Geometry {
   int rows_padded = 0;    // rows rounded up to m16 tiles
   int ctas = 0;           // grid size
   int segment = 0;        // K entries produced per CTA per step
-  int k_padded = 0;       // K of the vector, ctas*segment rounded up to a chunk (the tail is zero)
+  int seg_stride = 0;     // K entries reserved per CTA (>= segment; CTA c's entries start at c*seg_stride)
+  int k_padded = 0;       // K of the vector, ctas*seg_stride rounded up to a chunk (the tail is zero)
   int chunk_elems = 0;    // K elements per 64-byte chunk
   int chunks = 0;         // k_padded / chunk_elems
   int active_warps = 0;   // warps that own a K range: min(kWarps, chunks)
@@ -77,15 +85,39 @@ struct Geometry {
   int ring_rows = 0;      // passes*n_chunk: rows of the [2, ring_rows, k_padded] exchange buffer
   int partial_stride = 0; // rows_padded + kPartialPad (accumulator elements)
   int state_arrays = 0;
+  int elem_bytes = 0;     // storage element size
+  int variant = 0;        // Variant
+  int flag_stride = 1;    // u32 words between two CTAs' flags (kFlagLineWords for the padded variant)
+  int ll_row_words = 0;   // LL: 8-byte words per row of the exchange ring (k_padded*elem/4)
+  int ll_valid_words = 0; // LL: words holding produced entries (ctas*seg_stride*elem/4); beyond them K is zero
   // Byte offsets into dynamic shared memory.
   int64_t off_weights = 0;   // [rows][row_stride]
-  int64_t off_stage = 0;     // [active_warps][kStages][n_chunk][64 B]  per-warp pipeline of chunks of v_{s-1}
+  int64_t off_stage = 0;     // [active_warps][stage_warp_bytes]  per-warp chunks of v_{s-1}: a cp.async pipeline
+                             //   [kStages][n_chunk][64 B]; LL: one unpacked chunk [n_chunk][64 B]
   int64_t off_partials = 0;  // [active_warps][n_chunk][partial_stride]  per-warp split-K sums (acc type)
   int64_t off_state = 0;     // [state_arrays][units][ring_rows]  (acc type)
   int64_t off_bias = 0;      // [2][G][units] (forward only, acc type)
   int64_t off_lengths = 0;   // [ring_rows] int32
+  int64_t off_xch = 0;       // LL: [n_chunk][seg_stride] storage elements, this pass's v slice before it is tagged
+  int64_t stage_warp_bytes = 0;
   int64_t smem_bytes = 0;
 };
+
+inline bool is_ll(const Geometry& g) { return g.variant == int(Variant::kLL); }
+
+// The exchange ring in bytes: [2][ring_rows][k_padded] elements, or [2][ring_rows][ll_row_words] LL words.
+inline int64_t ring_bytes(const Geometry& g) {
+  const int64_t row = is_ll(g) ? int64_t(g.ll_row_words) * kLLWordBytes : int64_t(g.k_padded) * g.elem_bytes;
+  return 2 * int64_t(g.ring_rows) * row;
+}
+
+// The flags buffer in u32 words, zero before the launch: flag of CTA c at c*flag_stride, then the launch's abort
+// word on a 128-byte line of its own (index abort_word_index).
+inline int64_t abort_word_index(const Geometry& g) {
+  const int64_t used = int64_t(g.ctas) * g.flag_stride;
+  return (used + kFlagLineWords - 1) / kFlagLineWords * kFlagLineWords;
+}
+inline int64_t flag_words(const Geometry& g) { return abort_word_index(g) + kFlagLineWords; }
 
 struct Plan {
   bool ok = false;
@@ -104,12 +136,16 @@ inline int64_t layout_smem(Geometry& g, const PlanRequest& r) {
     off = round_up(off + bytes, 16);
     return at;
   };
+  const bool ll = r.variant == Variant::kLL;
+  // LL readers load words into registers and unpack one chunk at a time: one slot instead of the cp.async pipeline.
+  g.stage_warp_bytes = int64_t(ll ? 1 : kStages) * g.n_chunk * kChunkBytes;
   g.off_weights = take(int64_t(g.rows) * g.row_stride);
-  g.off_stage = take(int64_t(g.active_warps) * kStages * g.n_chunk * kChunkBytes);
+  g.off_stage = take(int64_t(g.active_warps) * g.stage_warp_bytes);
   g.off_partials = take(int64_t(g.active_warps) * g.n_chunk * g.partial_stride * r.acc_bytes);
   g.off_state = take(int64_t(g.state_arrays) * g.units * g.ring_rows * r.acc_bytes);
   g.off_bias = take(r.dir == Direction::kForward ? int64_t(2) * g.gates * g.units * r.acc_bytes : 0);
   g.off_lengths = take(int64_t(g.ring_rows) * 4);
+  g.off_xch = take(ll ? int64_t(g.n_chunk) * g.seg_stride * r.elem_bytes : 0);
   g.smem_bytes = off;
   return off;
 }
@@ -127,8 +163,16 @@ inline Geometry candidate(const PlanRequest& r, int units, int n_chunk) {
   g.rows_padded = int(round_up(g.rows, 16));
   g.ctas = int(ceil_div(r.hidden, units));
   g.segment = fwd ? units : r.gates * units;
+  g.elem_bytes = r.elem_bytes;
+  g.variant = int(r.variant);
+  g.flag_stride = r.variant == Variant::kPadded ? kFlagLineWords : 1;
+  // LL words carry 4 bytes of v and have one writer: every CTA's entries fill whole words.
+  g.seg_stride = r.variant == Variant::kLL ? int(round_up(int64_t(g.segment) * r.elem_bytes, 4) / r.elem_bytes)
+                                           : g.segment;
   g.chunk_elems = kChunkBytes / r.elem_bytes;
-  g.k_padded = int(round_up(int64_t(g.ctas) * g.segment, g.chunk_elems));
+  g.k_padded = int(round_up(int64_t(g.ctas) * g.seg_stride, g.chunk_elems));
+  g.ll_row_words = int(int64_t(g.k_padded) * r.elem_bytes / 4);
+  g.ll_valid_words = int(int64_t(g.ctas) * g.seg_stride * r.elem_bytes / 4);
   g.chunks = g.k_padded / g.chunk_elems;
   g.active_warps = g.chunks < kWarps ? g.chunks : kWarps;
   const int64_t row_bytes = int64_t(g.k_padded) * r.elem_bytes;  // a multiple of 64
@@ -218,7 +262,7 @@ inline std::string describe(const Geometry& g) {
          std::to_string(g.rows_padded / 16) + ") K=" + std::to_string(g.k_padded) + " n_chunk=" +
          std::to_string(g.n_chunk) + " passes=" + std::to_string(g.passes) + " warps_k=" +
          std::to_string(g.active_warps) + " smem=" + std::to_string(g.smem_bytes) + "B (weights " +
-         std::to_string(int64_t(g.rows) * g.row_stride) + "B)";
+         std::to_string(int64_t(g.rows) * g.row_stride) + "B) variant=" + variant_name(Variant(g.variant));
 }
 
 }  // namespace persistent

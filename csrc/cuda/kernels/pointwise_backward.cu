@@ -153,7 +153,9 @@ cudaError_t backward_step(const BackwardStep<T, C>& s, cudaStream_t stream) {
 
 #define RNNF_INSTANTIATE_BACKWARD(Cell, T, C) \
   template cudaError_t backward_step<Cell, T, C>(const BackwardStep<T, C>&, cudaStream_t);
-RNNF_CUDA_FOR_EACH_CELL_AND_TYPE(RNNF_INSTANTIATE_BACKWARD)
+#define RNNF_INSTANTIATE_BACKWARD_CELL(Cell) RNNF_CUDA_FOR_EACH_TYPE(RNNF_INSTANTIATE_BACKWARD, Cell)
+RNNF_FOR_EACH_CELL(RNNF_INSTANTIATE_BACKWARD_CELL)
+#undef RNNF_INSTANTIATE_BACKWARD_CELL
 #undef RNNF_INSTANTIATE_BACKWARD
 
 }  // namespace cuda

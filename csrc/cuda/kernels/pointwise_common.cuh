@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "../../common/cell_math.h"
+#include "../../common/cells.h"
 #include "../../common/step.h"
 
 namespace rnnfused {
@@ -123,12 +123,8 @@ inline bool valid_sizes(int64_t batch, int64_t hidden) {
 }  // namespace cuda
 }  // namespace rnnfused
 
-// X(Cell, T, C) for every cell and storage type the kernels are instantiated for.
-#define RNNF_CUDA_FOR_EACH_CELL_AND_TYPE(X)                                                              \
-  RNNF_CUDA_FOR_EACH_TYPE(X, ::rnnfused::LstmCell)                                                      \
-  RNNF_CUDA_FOR_EACH_TYPE(X, ::rnnfused::GruCell)                                                       \
-  RNNF_CUDA_FOR_EACH_TYPE(X, ::rnnfused::RnnTanhCell)                                                   \
-  RNNF_CUDA_FOR_EACH_TYPE(X, ::rnnfused::RnnReluCell)
+// X(Cell, T, C) for every storage type T (with its arithmetic type C) the kernels are instantiated for; the .cu files
+// apply it to every cell of the registry (RNNF_FOR_EACH_CELL, csrc/common/cells.h).
 #define RNNF_CUDA_FOR_EACH_TYPE(X, Cell) \
   X(Cell, double, double)                \
   X(Cell, float, float)                  \

@@ -1,5 +1,6 @@
 // The fused forward pointwise kernel of one time step: biases + gate nonlinearities + state update + what backward
 // needs, for every (batch row, hidden unit), in one launch. The per-element math is Cell::forward (cell_math.h).
+#include "launch_status.h"
 #include "pointwise.h"
 #include "pointwise_common.cuh"
 
@@ -104,9 +105,15 @@ cudaError_t forward_step(const ForwardStep<T, C>& s, cudaStream_t stream) {
   return launch_forward<Cell, 1>(s, stream);
 }
 
+cudaError_t probe_kernel_image() {
+  return probe_kernel_image(reinterpret_cast<const void*>(forward_step_kernel<LstmCell, 1, float, float>));
+}
+
 #define RNNF_INSTANTIATE_FORWARD(Cell, T, C) \
   template cudaError_t forward_step<Cell, T, C>(const ForwardStep<T, C>&, cudaStream_t);
-RNNF_CUDA_FOR_EACH_CELL_AND_TYPE(RNNF_INSTANTIATE_FORWARD)
+#define RNNF_INSTANTIATE_FORWARD_CELL(Cell) RNNF_CUDA_FOR_EACH_TYPE(RNNF_INSTANTIATE_FORWARD, Cell)
+RNNF_FOR_EACH_CELL(RNNF_INSTANTIATE_FORWARD_CELL)
+#undef RNNF_INSTANTIATE_FORWARD_CELL
 #undef RNNF_INSTANTIATE_FORWARD
 
 }  // namespace cuda

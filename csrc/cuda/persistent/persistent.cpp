@@ -8,8 +8,11 @@
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 
 #include "../device_type.h"
+#include "../kernels/launch_status.h"
 
 namespace rnnfused {
 namespace persistent {
@@ -20,9 +23,52 @@ K* kernel_ptr(const at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? reinterpret_cast<K*>(t.data_ptr<S>()) : nullptr;
 }
 
-int env_int(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : 0;
+// The watchdog's record: one pinned, mapped host allocation for the process (portable: any device writes it).
+struct StallMemory {
+  std::mutex mutex;
+  StallRecord* host = nullptr;    // what the host reads
+  StallRecord* device = nullptr;  // the same memory as the kernels address it
+  bool failed = false;            // the allocation failed once: launches run without a record (abort still works)
+};
+
+StallMemory& stall_memory() {
+  static StallMemory* m = new StallMemory();  // never freed: kernels may hold the pointer until process exit
+  return *m;
+}
+
+// The device pointer of the record, allocating it on first use (also inside a stream capture: the allocation is
+// not a stream operation, and the relaxed capture mode lets it through).
+StallRecord* stall_record_device() {
+  StallMemory& m = stall_memory();
+  const std::lock_guard<std::mutex> lock(m.mutex);
+  if (m.device != nullptr || m.failed) return m.device;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cuda::cleared(cudaThreadExchangeStreamCaptureMode(&mode));
+  void* host = nullptr;
+  void* device = nullptr;
+  cudaError_t err = cuda::cleared(cudaHostAlloc(&host, sizeof(StallRecord), cudaHostAllocMapped | cudaHostAllocPortable));
+  if (err == cudaSuccess) {
+    std::memset(host, 0, sizeof(StallRecord));
+    err = cuda::cleared(cudaHostGetDevicePointer(&device, host, 0));
+  }
+  cuda::cleared(cudaThreadExchangeStreamCaptureMode(&mode));
+  if (err != cudaSuccess) {
+    m.failed = true;
+    TORCH_WARN_ONCE("rnnfused persistent: no pinned host memory for the stall record (", cudaGetErrorString(err),
+                    "); a stalled launch is still abandoned, but without the record of where it stalled");
+    return nullptr;
+  }
+  m.host = static_cast<StallRecord*>(host);
+  m.device = static_cast<StallRecord*>(device);
+  return m.device;
+}
+
+// Raises the record of an earlier abandoned launch (and clears it, so the error is reported once).
+void check_previous_stall() {
+  const StallRecord r = take_stall();
+  TORCH_CHECK(!r.stalled, "rnnfused persistent: an earlier launch was abandoned by the watchdog: ", describe_stall(r),
+              ". Its results were invalid; this call did not run. (Read such records with "
+              "rnnfused.persistent_stall() after torch.cuda.synchronize().)");
 }
 
 DeviceLimits device_limits(const cudaDeviceProp& prop) {
@@ -47,19 +93,29 @@ struct Launch {
   MathMode mode;
   Plan plan;
   at::TensorOptions opts, cell_opts;
-  at::Tensor ring;   // [2, ring_rows, k_padded]
-  at::Tensor flags;  // [ctas] int32, zero
+  at::Tensor ring;   // [ring_bytes(geo)] uint8: [2, ring_rows, k_padded] elements, or LL words (zeroed)
+  at::Tensor flags;  // [flag_words(geo)] int32, zero: the flags, then the abort word
+  StallRecord* stall;
+  DebugOptions debug;
 
-  Launch(const LayerArgs& a, Direction dir, const char* what)
+  Launch(const LayerArgs& a, Direction dir, const char* what, const DebugOptions& dbg = DebugOptions())
       : dtype(a.input.scalar_type()),
         mode(math_mode(dtype)),
         plan(plan_layer(a.G, a.H, a.B, dtype, dir, *at::cuda::getCurrentDeviceProperties())),
         opts(a.input.options()),
-        cell_opts(opts.dtype(cell_dtype(dtype))) {
+        cell_opts(opts.dtype(cell_dtype(dtype))),
+        debug(dbg) {
     TORCH_CHECK(plan.ok, "rnnfused persistent ", what, ": this layer does not fit the persistent kernels: ",
                 plan.why_not, " (use the step-wise path)");
-    ring = at::empty({2, plan.geo.ring_rows, plan.geo.k_padded}, opts);
-    flags = at::zeros({plan.geo.ctas}, opts.dtype(at::kInt));
+    const Variant variant = Variant(plan.geo.variant);
+    TORCH_CHECK(variant_supported(mode, variant), "rnnfused persistent ", what, ": ", kTuningEnvVar, " variant ",
+                variant_name(variant), " runs on the tensor-core math modes only (bf16, fp16, TF32); ",
+                at::toString(dtype), " runs the FMA engine, which has the baseline variant only");
+    check_previous_stall();
+    stall = stall_record_device();
+    const at::TensorOptions bytes = opts.dtype(at::kByte);
+    ring = is_ll(plan.geo) ? at::zeros({ring_bytes(plan.geo)}, bytes) : at::empty({ring_bytes(plan.geo)}, bytes);
+    flags = at::zeros({flag_words(plan.geo)}, opts.dtype(at::kInt));
   }
 
   const Geometry& geo() const { return plan.geo; }
@@ -71,6 +127,10 @@ struct Launch {
     args.reverse = a.reverse;
     args.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
     args.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
+    args.abort_word = args.flags + abort_word_index(plan.geo);
+    args.stall = stall;
+    args.spin_limit = debug.spin_limit;
+    args.debug_stall_phase = debug.stall_phase;
     *ring_ptr = reinterpret_cast<K*>(ring.data_ptr());
   }
 
@@ -82,29 +142,28 @@ struct Launch {
 
 }  // namespace
 
-at::Tensor pack_weights(const at::Tensor& w_hh, int64_t gates, const Geometry& geo) {
-  const int64_t G = gates, H = w_hh.size(1), C = geo.ctas, U = geo.units, Kp = geo.k_padded;
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == G * H && C * U >= H && Kp % geo.chunk_elems == 0,
-              "rnnfused persistent: w_hh of shape ", w_hh.sizes(), " does not match the geometry (", describe(geo), ")");
-  const at::Tensor w = w_hh.contiguous().view({G, H, H});  // (gate, row unit, column unit)
-  if (geo.dir == int(Direction::kForward)) {
-    // [ctas, G*units, Kp]: CTA c's row g*units + u = W_hh row g*H + c*units + u (zero beyond H); K in unit order.
-    TORCH_CHECK(Kp >= C * U, "rnnfused persistent: k_padded ", Kp, " < ctas*units ", C * U);
-    const at::Tensor padded = at::constant_pad_nd(w, {0, Kp - H, 0, C * U - H});  // [G, C*U, Kp]
-    return padded.view({G, C, U, Kp}).permute({1, 0, 2, 3}).contiguous().view({C, G * U, Kp});
-  }
-  // [ctas, units, Kp]: CTA c's row u = column j = c*units + u of W_hh, its K entries in the producer-major order of
-  // the backward exchange vector: k = c'*G*units + g*units + u' <-> W_hh row g*H + c'*units + u'.
-  TORCH_CHECK(Kp >= C * G * U, "rnnfused persistent: k_padded ", Kp, " < ctas*G*units ", C * G * U);
-  const at::Tensor padded = at::constant_pad_nd(w, {0, C * U - H, 0, C * U - H});  // [G, C*U, C*U]
-  const at::Tensor k_ordered = padded.view({G, C, U, C, U}).permute({3, 4, 1, 0, 2}).reshape({C, U, C * G * U});
-  return at::constant_pad_nd(k_ordered, {0, Kp - C * G * U}).contiguous();
+StallRecord take_stall(bool clear) {
+  StallMemory& m = stall_memory();
+  const std::lock_guard<std::mutex> lock(m.mutex);
+  StallRecord r;
+  std::memset(static_cast<void*>(&r), 0, sizeof(r));
+  if (m.host == nullptr || m.host->stalled == 0u) return r;
+  std::memcpy(static_cast<void*>(&r), static_cast<const void*>(m.host), sizeof(r));
+  if (clear) std::memset(static_cast<void*>(m.host), 0, sizeof(StallRecord));
+  return r;
 }
 
 MathMode math_mode(at::ScalarType dtype) {
   if (dtype == at::kHalf || dtype == at::kBFloat16) return MathMode::kTensorCore;
   if (dtype == at::kFloat && at::globalContext().allowTF32CuBLAS()) return MathMode::kTensorCore;
   return MathMode::kFma;
+}
+
+Tuning tuning_from_env() {
+  Tuning t;
+  std::string error;
+  TORCH_CHECK(parse_tuning(std::getenv(kTuningEnvVar), &t, &error), "rnnfused persistent: ", error);
+  return t;
 }
 
 Plan plan_layer(int64_t gates, int64_t hidden, int64_t batch, at::ScalarType dtype, Direction dir,
@@ -118,8 +177,10 @@ Plan plan_layer(int64_t gates, int64_t hidden, int64_t batch, at::ScalarType dty
   r.acc_bytes = dtype == at::kDouble ? 8 : 4;
   r.max_ntiles = max_ntiles_for(r.elem_bytes, math_mode(dtype));
   r.state_arrays = gates == LstmCell::kGates ? 2 : 1;  // (h or dh) + (c or dc) for the LSTM
-  r.units_override = env_int("RNNFUSED_PERSISTENT_UNITS");
-  r.n_chunk_override = env_int("RNNFUSED_PERSISTENT_NCHUNK");
+  const Tuning tuning = tuning_from_env();
+  r.units_override = tuning.units;
+  r.n_chunk_override = tuning.n_chunk;
+  r.variant = tuning.variant;
   return make_plan(r, device_limits(prop));
 }
 
@@ -154,12 +215,12 @@ bool persistent_supported(const LayerArgs& a, std::string* why_not, Pass pass) {
 }
 
 template <typename Cell>
-ForwardResult persistent_forward(const LayerArgs& a) {
+ForwardResult persistent_forward(const LayerArgs& a, const DebugOptions& debug) {
   constexpr int64_t S = Cell::kSaved;
   check_layer(a, "forward");
   const c10::cuda::CUDAGuard guard(a.input.device());
   const int64_t T = a.T, B = a.B, H = a.H;
-  const Launch launch(a, Direction::kForward, "forward");
+  const Launch launch(a, Direction::kForward, "forward", debug);
   const auto& opts = launch.opts;
 
   // [T*B, G*H]  input projection of every step: one GEMM (biases are added in the kernel), as the step-wise driver.
@@ -252,7 +313,7 @@ BackwardResult persistent_backward(const LayerArgs& a, const at::Tensor& grad_ou
 }
 
 #define RNNF_PERSISTENT_INSTANTIATE_HOST(CELL)                                                                  \
-  template ForwardResult persistent_forward<CELL>(const LayerArgs&);                                            \
+  template ForwardResult persistent_forward<CELL>(const LayerArgs&, const DebugOptions&);                       \
   template BackwardResult persistent_backward<CELL>(const LayerArgs&, const at::Tensor&, const at::Tensor&,     \
                                                     const at::Tensor&, const ForwardResult&);
 RNNF_PERSISTENT_INSTANTIATE_HOST(LstmCell)

@@ -19,6 +19,7 @@
 #include "../../sequence/driver.h"
 #include "../kernels/persistent_launch.cuh"
 #include "../kernels/persistent_plan.cuh"
+#include "pack.h"
 
 namespace rnnfused {
 namespace persistent {
@@ -29,15 +30,26 @@ enum class Pass { kForward, kBackward, kBoth };
 // for matmuls (torch.backends.cuda.matmul.allow_tf32 / set_float32_matmul_precision("high")), else FMA; float64 FMA.
 MathMode math_mode(at::ScalarType dtype);
 
-// The geometry of one direction of a layer with these sizes on this GPU (tuning overrides from the environment:
-// RNNFUSED_PERSISTENT_UNITS, RNNFUSED_PERSISTENT_NCHUNK). Does not look at tensors.
+// The tuning knob RNNFUSED_PERSISTENT_TUNING (variant, units, nchunk; kernels/persistent_tuning.h), read at every
+// call; a malformed value is an error naming the variable.
+Tuning tuning_from_env();
+
+// The geometry of one direction of a layer with these sizes on this GPU, for the tuning from the environment. Does
+// not look at tensors.
 Plan plan_layer(int64_t gates, int64_t hidden, int64_t batch, at::ScalarType dtype, Direction dir,
                 const cudaDeviceProp& prop);
 
-// W_hh [G*H, H] rearranged into the per-CTA slices the kernel keeps in shared memory: forward [ctas, G*units,
-// k_padded] (rows gate-major, K in unit order), backward [ctas, units, k_padded] (rows of W_hhᵀ, K in the
-// producer-major order of the exchanged dgh). Zero where units or K are padding. Plain ATen: runs on any device.
-at::Tensor pack_weights(const at::Tensor& w_hh, int64_t gates, const Geometry& geo);
+// Test hooks of one launch (the debug op _persistent_forward exposes them).
+struct DebugOptions {
+  int stall_phase = -1;             // >= 0: CTA 0 stops publishing from this phase on (the watchdog must fire)
+  unsigned spin_limit = kSpinLimit; // polls before a waiter gives up
+};
+
+// The watchdog's record (persistent_stall.h): pinned mapped host memory shared by every device and launch,
+// allocated on first use. take_stall() returns it (stalled == 0: none) and clears it unless clear is false. A launch
+// first checks it: when an earlier launch was abandoned, the launch raises that record as its error (once) instead
+// of running.
+StallRecord take_stall(bool clear = true);
 
 // THE fit rule of the persistent path (for automatic dispatch): true when `a` can and should run persistently —
 // CUDA tensors, no projection (proj_size), a tensor-core math mode (bf16, fp16, or float32 with TF32 allowed; the
@@ -51,7 +63,7 @@ bool persistent_supported(const LayerArgs& a, std::string* why_not, Pass pass = 
 // Forward of one layer-direction. Runs any dtype whose plan fits (float64 and float32-without-TF32 in FMA mode);
 // fails with a message naming the reason when the plan does not fit or w_hr is given.
 template <typename Cell>
-ForwardResult persistent_forward(const LayerArgs& a);
+ForwardResult persistent_forward(const LayerArgs& a, const DebugOptions& debug = DebugOptions());
 
 // BPTT of one layer-direction from a forward's saved tensors (from either path). grad_output [T,B,H],
 // grad_h_n [B,H], grad_c_n [B,H] (LSTM; undefined otherwise).

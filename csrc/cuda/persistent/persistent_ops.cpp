@@ -1,20 +1,24 @@
 // Direct entry points to the persistent path, for tests and benchmarks while (and after) the cuda backend's
 // dispatch decides per call. Not part of the public op set (no fake/autograd registration; leading underscore):
-//   torch.ops.rnnfused._persistent_forward(cell, input, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+//   torch.ops.rnnfused._persistent_forward(cell, input, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
+//                                          debug_stall_phase=-1, debug_spin_limit=0)
 //       -> output [T,B,H], h_n [B,H], c_n [B,H] ([0] unless LSTM), saved [T,B,S*H], cells [T,B,H] ([0] unless LSTM)
+//       debug_stall_phase >= 0 makes CTA 0 stop publishing from that phase on, so the watchdog must abandon the
+//       launch (tests of the stall record); debug_spin_limit > 0 replaces the spin limit (polls).
 //   torch.ops.rnnfused._persistent_backward(cell, grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
 //                                           lengths, reverse, output, saved, cells)
 //       -> grad_input, grad_h0, grad_c0 ([0] unless LSTM), grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
 //   torch.ops.rnnfused._persistent_plan(cell, batch, hidden, dtype, device) -> str   the fit verdict and geometry
-//   torch.ops.rnnfused._persistent_pack(w_hh, gates, backward, ctas, units, k_padded) -> the packed W_hh slices
-//       (any device: lets the CPU tests check the packing against the kernel's K-ordering contract)
-// cell: lstm, gru, rnn_tanh, rnn_relu. Any dtype runs (float64 / float32-without-TF32 in FMA mode); the automatic
+// (torch.ops.rnnfused._persistent_pack, the weight packing, is in pack.cpp: every build has it.)
+// cell: a Cell::kName of csrc/common/cells.h. Any dtype runs (float64 / float32-without-TF32 in FMA mode); the automatic
 // rule (persistent_supported) is stricter.
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <tuple>
 
+#include "../../common/cells.h"
 #include "persistent.h"
 
 namespace rnnfused {
@@ -24,15 +28,13 @@ namespace {
 using Tensor = at::Tensor;
 using OptTensor = std::optional<at::Tensor>;
 
-// Calls fn(Cell{}) for the named cell kind.
+// fn(Cell{}) for the cell named `cell` (csrc/common/cells.h), returning what fn returns.
 template <typename Fn>
 auto with_cell(const std::string& cell, Fn&& fn) {
-  if (cell == "lstm") return fn(LstmCell{});
-  if (cell == "gru") return fn(GruCell{});
-  if (cell == "rnn_tanh") return fn(RnnTanhCell{});
-  TORCH_CHECK(cell == "rnn_relu", "rnnfused persistent: cell must be one of lstm, gru, rnn_tanh, rnn_relu, got '",
-              cell, "'");
-  return fn(RnnReluCell{});
+  std::optional<decltype(fn(LstmCell{}))> result;
+  const bool found = visit_cell(cell, [&](auto c) { result.emplace(fn(c)); });
+  TORCH_CHECK(found, "rnnfused persistent: cell must be one of ", cell_names(), ", got '", cell, "'");
+  return std::move(*result);
 }
 
 int64_t gates_of(const std::string& cell) {
@@ -45,14 +47,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_op(const std::string&
                                                               const Tensor& h0, const OptTensor& c0, const Tensor& w_ih,
                                                               const Tensor& w_hh, const OptTensor& b_ih,
                                                               const OptTensor& b_hh, const OptTensor& lengths,
-                                                              bool reverse) {
+                                                              bool reverse, int64_t debug_stall_phase,
+                                                              int64_t debug_spin_limit) {
   return with_cell(cell, [&](auto c) {
     using Cell = decltype(c);
     const LayerArgs a = make_layer_args("rnnfused::_persistent_forward", Cell::kGates, input, h0,
                                         Cell::kHasCellState ? c0 : OptTensor(), w_ih, w_hh, b_ih, b_hh, std::nullopt,
                                         lengths, reverse);
     TORCH_CHECK(!Cell::kHasCellState || a.c0.defined(), "rnnfused::_persistent_forward: an LSTM needs c0");
-    const ForwardResult r = persistent_forward<Cell>(a);
+    DebugOptions debug;
+    debug.stall_phase = static_cast<int>(debug_stall_phase);
+    if (debug_spin_limit > 0) debug.spin_limit = static_cast<unsigned>(debug_spin_limit);
+    const ForwardResult r = persistent_forward<Cell>(a, debug);
     return std::make_tuple(r.output, r.h_n, or_empty(r.c_n, input), r.saved, or_empty(r.cells, input));
   });
 }
@@ -105,30 +111,18 @@ std::string plan_op(const std::string& cell, int64_t batch, int64_t hidden, at::
   return text + "\nmath: " + (math_mode(dtype) == MathMode::kTensorCore ? "tensor cores" : "fma");
 }
 
-Tensor pack_op(const Tensor& w_hh, int64_t gates, bool backward, int64_t ctas, int64_t units, int64_t k_padded) {
-  TORCH_CHECK(gates > 0 && ctas > 0 && units > 0, "rnnfused::_persistent_pack: gates, ctas, units must be positive");
-  Geometry geo;
-  geo.dir = int(backward ? Direction::kBackward : Direction::kForward);
-  geo.ctas = static_cast<int>(ctas);
-  geo.units = static_cast<int>(units);
-  geo.k_padded = static_cast<int>(k_padded);
-  geo.chunk_elems = kChunkBytes / static_cast<int>(w_hh.element_size());
-  return pack_weights(w_hh, gates, geo);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(rnnfused, m) {
   m.def(
       "_persistent_forward(str cell, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor? lengths, bool reverse) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? b_hh, Tensor? lengths, bool reverse, int debug_stall_phase=-1, int debug_spin_limit=0) -> (Tensor, "
+      "Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "_persistent_backward(str cell, Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor input, Tensor h0, "
       "Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? lengths, bool reverse, Tensor output, Tensor saved, "
       "Tensor cells) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("_persistent_plan(str cell, int batch, int hidden, ScalarType dtype, int device=-1) -> str", &plan_op);
-  m.def("_persistent_pack(Tensor w_hh, int gates, bool backward, int ctas, int units, int k_padded) -> Tensor",
-        &pack_op);
 }
 
 TORCH_LIBRARY_IMPL(rnnfused, CUDA, m) {

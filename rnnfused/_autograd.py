@@ -1,0 +1,77 @@
+"""The autograd formula of the forward ops: BPTT through the family's fused backward op.
+
+When the backward itself must be differentiable (``create_graph=True``: double backward, gradient penalties), the
+gradient is instead taken through the reference equations (rnnfused/reference.py) recomputed from the saved inputs,
+which every backend supports.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import reference
+from ._cells import CellKind
+from ._inputs import (LayerInputs, backward_arg_names, forward_args, forward_output_names, grad_names,
+                      inputs_from_forward_args)
+
+__all__ = ["register_autograd", "reference_outputs"]
+
+_DIFFERENTIABLE = ("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+
+
+def reference_outputs(kind: CellKind, x: LayerInputs) -> tuple:
+    """The reference equations for ``kind``: (output, h_n) plus c_n for cells with a cell state."""
+    return reference.layer(kind, *x)
+
+
+def _differentiable_backward(kind: CellKind, x: LayerInputs, grads: Sequence[Tensor]) -> dict:
+    """Gradients that are themselves differentiable: autograd through the reference equations."""
+    with torch.enable_grad():
+        leaves = {f: getattr(x, f) for f in _DIFFERENTIABLE if getattr(x, f) is not None}
+        # Saved tensors that did not require grad become leaves here, so the recomputation has a graph.
+        leaves = {f: (t if t.requires_grad else t.detach().requires_grad_()) for f, t in leaves.items()}
+        outs = reference_outputs(kind, x._replace(**leaves))
+        got = torch.autograd.grad(outs, list(leaves.values()), grads[: len(outs)], create_graph=True,
+                                  allow_unused=True)
+    return {f: (torch.zeros_like(leaves[f]) if g is None else g) for f, g in zip(leaves, got)}
+
+
+def _zeros_if_none(grad: Optional[Tensor], like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
+    """BPTT for ``forward_op`` (one cell kind of an op family) through ``backward_op``."""
+    output_names = forward_output_names(kind)
+
+    def setup_context(ctx, inputs, output):
+        x = inputs_from_forward_args(kind, inputs)
+        out = dict(zip(output_names, output))
+        # What only backward reads (saved activations, cell states) needs no gradient of its own.
+        ctx.mark_non_differentiable(*[out[n] for n in ("saved", "cells") if n in out])
+        ctx.set_materialize_grads(False)  # unused outputs' grads stay None (no [T, B, 4H] zero fills)
+        ctx.save_for_backward(x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.w_hr, x.lengths, out["output"],
+                              out.get("saved"), out.get("cells"))
+        ctx.reverse = x.reverse
+
+    def backward(ctx, *grads):
+        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, output, saved, cells = ctx.saved_tensors
+        x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ctx.reverse)
+        g = dict(zip(output_names, grads))
+        state_grads = [_zeros_if_none(g["output"], output), _zeros_if_none(g["h_n"], h0)]
+        if kind.has_cell_state:
+            state_grads.append(_zeros_if_none(g["c_n"], c0))
+        if torch.is_grad_enabled():
+            by_field = _differentiable_backward(kind, x, state_grads)
+        else:
+            values = dict(x._asdict(), output=output, saved=saved, cells=cells, grad_output=state_grads[0],
+                          grad_h_n=state_grads[1], grad_c_n=state_grads[2] if kind.has_cell_state else None)
+            got = backward_op(*[values[n] for n in backward_arg_names(kind)])
+            by_field = dict(zip(grad_names(kind), got))
+        # Absent optional inputs (no bias, no projection) get no gradient.
+        present = {f: (by_field.get(f) if getattr(x, f) is not None else None) for f in _DIFFERENTIABLE}
+        return forward_args(kind, LayerInputs(**present, lengths=None, reverse=None))
+
+    torch.library.register_autograd(forward_op, backward, setup_context=setup_context)

@@ -1,0 +1,47 @@
+"""What a backend is: the interface every implementation of the layer ops provides (a leaf module: the backends
+themselves, built in rnnfused/backends.py or loaded lazily like rnnfused/_triton_backend.py, import it)."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ._cells import CellKind
+from ._inputs import LayerInputs, forward_args
+from ._op_family import op_for
+
+__all__ = ["LayerBackend", "CustomOpBackend"]
+
+
+class LayerBackend:
+    """One implementation of the layer ops.
+
+    ``run(kind, x)`` takes :class:`rnnfused._inputs.LayerInputs` and returns ``(output, h_n, c_n)`` (``c_n`` is None
+    for cells without a cell state). ``unavailable(device, dtype)`` returns None when the backend can run such
+    tensors here, else a sentence saying why not.
+    """
+
+    name: str = ""
+
+    def unavailable(self, device: torch.device, dtype: torch.dtype) -> Optional[str]:
+        raise NotImplementedError
+
+    def run(self, kind: CellKind, x: LayerInputs) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        raise NotImplementedError
+
+
+class CustomOpBackend(LayerBackend):
+    """A backend made of the ``rnnfused::{kind}{suffix}`` custom ops (fakes and autograd from rnnfused/_op_family.py)."""
+
+    def __init__(self, name: str, suffix: str, availability: Callable[[torch.device, torch.dtype], Optional[str]]):
+        self.name = name
+        self.suffix = suffix
+        self._availability = availability
+
+    def unavailable(self, device, dtype):
+        return self._availability(device, dtype)
+
+    def run(self, kind, x):
+        outs = op_for(kind, self.suffix)(*forward_args(kind, x))
+        return (outs[0], outs[1], outs[2] if kind.has_cell_state else None)

@@ -1,0 +1,3 @@
+// Stand-in (declarations only) for syntax checks of the CUDA host code; see README.md.
+#pragma once
+typedef struct cusolverDnContext* cusolverDnHandle_t;
