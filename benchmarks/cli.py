@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--impls", type=_list(str),
                    help="implementations to compare with the baseline: backend names (cpu, cuda, triton, "
-                        "reference) select all their variants, or backend:variant, or cell-loop")
+                        "reference) select their variants (opt-in ones excepted), backend:variant one, a pattern "
+                        "such as 'cuda:persistent-*' every match; or cell-loop")
     p.add_argument("--with-cell-loop", action="store_true", help="also time the nn.*Cell Python loop")
     p.add_argument("--with-reference", action="store_true", help="also time rnnfused's slow reference backend")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")

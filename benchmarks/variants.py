@@ -6,6 +6,10 @@ the Triton backend's per-step and persistent kernels) is measured once per row b
 switches are environment variables the backends read at call time; the runner sets them while the variant runs
 (:func:`patched_env`). A backend without rows is measured once, as ``auto`` picks its path.
 
+Rows marked ``opt_in`` (the persistent kernels' synchronisation variants, ``cuda:persistent-<variant>``: five more
+timings per config) run only when named or matched by a pattern (``--impls 'cuda:persistent-*'``), never as part
+of their backend's name.
+
 To time a new kernel path, add its row here.
 """
 from __future__ import annotations
@@ -14,6 +18,8 @@ import contextlib
 import os
 from types import MappingProxyType
 from typing import Dict, Iterator, List, Mapping, NamedTuple
+
+from rnnfused._cuda import GRAPHS_ENV_VAR, PATH_ENV_VAR, PERSISTENT_VARIANTS, TUNING_ENV_VAR
 
 __all__ = ["Variant", "VARIANTS", "variants_for", "patched_env"]
 
@@ -24,19 +30,23 @@ class Variant(NamedTuple):
     name: str = ""                                    # "" = the backend's plain name
     env: Mapping[str, str] = MappingProxyType({})     # environment switches set while it runs
     description: str = ""
+    opt_in: bool = False                              # timed only when asked for by name or pattern
 
 
-# backend -> its variants, in the order they are timed. Switches: RNNFUSED_CUDA_PATH / RNNFUSED_CUDA_GRAPHS
-# (rnnfused/_cuda.py), RNNFUSED_TRITON_PATH (triton_kernels/dispatch.py).
+_PLAIN = {GRAPHS_ENV_VAR: "0"}   # no CUDA-graph replay unless the row is about it
+
+# backend -> its variants, in the order they are timed. Switches: RNNFUSED_CUDA_PATH / RNNFUSED_CUDA_GRAPHS /
+# RNNFUSED_PERSISTENT_TUNING (rnnfused/_cuda.py), RNNFUSED_TRITON_PATH (triton_kernels/dispatch.py).
 VARIANTS: Dict[str, List[Variant]] = {
     "cuda": [
-        Variant("", {"RNNFUSED_CUDA_GRAPHS": "0", "RNNFUSED_CUDA_PATH": "auto"}, "auto path (persistent where it fits)"),
-        Variant("stepwise", {"RNNFUSED_CUDA_GRAPHS": "0", "RNNFUSED_CUDA_PATH": "stepwise"},
-                "step loop launched from the host"),
-        Variant("graphs", {"RNNFUSED_CUDA_GRAPHS": "1", "RNNFUSED_CUDA_PATH": "stepwise"},
-                "step loop replayed from CUDA graphs"),
-        Variant("persistent", {"RNNFUSED_CUDA_GRAPHS": "0", "RNNFUSED_CUDA_PATH": "persistent"},
-                "one cooperative launch for all steps"),
+        Variant("", {**_PLAIN, PATH_ENV_VAR: "auto"}, "auto path (persistent where it fits)"),
+        Variant("stepwise", {**_PLAIN, PATH_ENV_VAR: "stepwise"}, "step loop launched from the host"),
+        Variant("graphs", {GRAPHS_ENV_VAR: "1", PATH_ENV_VAR: "stepwise"}, "step loop replayed from CUDA graphs"),
+        Variant("persistent", {**_PLAIN, PATH_ENV_VAR: "persistent"}, "one cooperative launch for all steps"),
+    ] + [
+        Variant(f"persistent-{v}", {**_PLAIN, PATH_ENV_VAR: "persistent", TUNING_ENV_VAR: v},
+                f"persistent kernels, {v} synchronisation", opt_in=True)
+        for v in PERSISTENT_VARIANTS
     ],
     "triton": [
         Variant("step", {"RNNFUSED_TRITON_PATH": "step"}, "one fused launch per time step"),

@@ -405,7 +405,7 @@ def test_variant_table_names_the_switches_the_backends_read():
     names are unique per backend."""
     from rnnfused import _cuda
 
-    known = {"cuda": {_cuda.PATH_ENV_VAR, _cuda.GRAPHS_ENV_VAR}}
+    known = {"cuda": {_cuda.PATH_ENV_VAR, _cuda.GRAPHS_ENV_VAR, _cuda.TUNING_ENV_VAR}}
     try:
         from rnnfused._triton import dispatch
     except ImportError:  # no triton here: its switch cannot be checked
@@ -419,6 +419,34 @@ def test_variant_table_names_the_switches_the_backends_read():
         if backend in known:
             assert {k for v in rows for k in v.env} == known[backend], backend
     assert variants.variants_for("cpu") == [variants.Variant()]
+
+
+def test_cuda_table_has_an_opt_in_row_per_persistent_synchronisation_variant():
+    from rnnfused import _cuda
+
+    rows = variants.variants_for("cuda")
+    assert [v.name for v in rows if not v.opt_in] == ["", "stepwise", "graphs", "persistent"]
+    opt_in = [v for v in rows if v.opt_in]
+    assert [v.name for v in opt_in] == [f"persistent-{t}" for t in _cuda.PERSISTENT_VARIANTS]
+    for v, tuning in zip(opt_in, _cuda.PERSISTENT_VARIANTS):
+        assert v.env == {_cuda.GRAPHS_ENV_VAR: "0", _cuda.PATH_ENV_VAR: "persistent", _cuda.TUNING_ENV_VAR: tuning}
+
+
+def test_opt_in_rows_run_only_when_named_or_matched_by_a_pattern(monkeypatch):
+    monkeypatch.setitem(variants.VARIANTS, "cpu", [
+        variants.Variant("", {}, "auto"),
+        variants.Variant("sync-a", {"RNNFUSED_BENCH_TEST_SWITCH": "a"}, "a", opt_in=True),
+        variants.Variant("sync-b", {"RNNFUSED_BENCH_TEST_SWITCH": "b"}, "b", opt_in=True)])
+    found = impls.discover(CPU, [torch.float32])
+    assert [i.name for i in found if i.backend == "cpu"] == ["cpu", "cpu:sync-a", "cpu:sync-b"]
+    names = lambda wanted: [i.name for i in impls.select(found, wanted, CPU)]  # noqa: E731
+    assert names(None) == ["torch-cpu", "cpu"], "not in a default run"
+    assert names(["cpu"]) == ["torch-cpu", "cpu"], "nor selected by the backend's name"
+    assert names(["cpu:sync-b"]) == ["torch-cpu", "cpu:sync-b"]
+    assert names(["cpu:sync-*"]) == ["torch-cpu", "cpu:sync-a", "cpu:sync-b"]
+    assert names(["cpu:*"]) == ["torch-cpu", "cpu", "cpu:sync-a", "cpu:sync-b"]
+    with pytest.raises(ValueError, match="'cuda:sync-\\*' cannot be measured here"):
+        impls.select(found, ["cuda:sync-*"], CPU)
 
 
 def test_patched_env_restores_previous_values(monkeypatch):
