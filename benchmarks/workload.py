@@ -24,16 +24,17 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from .check import worst_error
 from .config import BenchConfig
 
-__all__ = ["TORCH_MODULES", "Workload", "make_baseline", "forward_tensors", "draw_lengths"]
+__all__ = ["Workload", "make_baseline", "forward_tensors", "draw_lengths"]
 
-TORCH_MODULES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 SEED = 20240611
 
 
 def make_baseline(cfg: BenchConfig, device: torch.device, dtype: Optional[torch.dtype] = None) -> nn.RNNBase:
     """The nn.* module of ``cfg`` (seeded init on the CPU, then moved), cuDNN's flat weight buffer refreshed."""
     torch.manual_seed(SEED + cfg.hidden + 7 * cfg.input_size)
-    m = TORCH_MODULES[cfg.cell](cfg.input_size, cfg.hidden, num_layers=cfg.layers, bidirectional=cfg.bidirectional)
+    kind = cfg.kind
+    extra = {"nonlinearity": kind.nonlinearity} if kind.nonlinearity else {}
+    m = kind.torch_module(cfg.input_size, cfg.hidden, num_layers=cfg.layers, bidirectional=cfg.bidirectional, **extra)
     m = m.to(device=device, dtype=dtype or cfg.torch_dtype)
     m.flatten_parameters()
     return m
@@ -109,7 +110,7 @@ class Workload:
         return fn
 
     def tensor_names(self, mode: str) -> List[str]:
-        names = ["output", "h_n"] + (["c_n"] if self.cfg.cell == "lstm" else [])
+        names = ["output", "h_n"] + (["c_n"] if self.cfg.kind.has_cell_state else [])
         if mode == "fwdbwd":
             names += ["grad input"] + [f"grad {n}" for n, _ in self.baseline.named_parameters()]
         return names
@@ -132,7 +133,7 @@ class Workload:
                                         self.upstream[0].to(torch.float64))
             self._truth = [t.detach() for t in out] + list(grads)
             del ref
-        n_forward = 3 if self.cfg.cell == "lstm" else 2
+        n_forward = 2 + self.cfg.kind.has_cell_state   # output, h_n (, c_n)
         return self._truth if mode == "fwdbwd" else self._truth[:n_forward]
 
     def release(self) -> None:

@@ -17,15 +17,17 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .backends import BACKENDS
-from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
+from . import modules
+from ._cells import CELL_KINDS
 
 __all__ = ["convert", "revert", "FUSED_TWIN"]
 
-# nn.* class -> its fused twin (the twins are not subclasses of these: TorchDynamo refuses to trace nn.LSTM/GRU/RNN
-# instances, see rnnfused/modules.py).
+# nn.* class -> its fused twin, from the cell registry (the twins are not subclasses of these: TorchDynamo refuses to
+# trace nn.LSTM/GRU/RNN instances, see rnnfused/modules.py).
 FUSED_TWIN: Dict[Type[nn.Module], Type[nn.Module]] = {
-    nn.LSTM: FusedLSTM, nn.GRU: FusedGRU, nn.RNN: FusedRNN,
-    nn.LSTMCell: FusedLSTMCell, nn.GRUCell: FusedGRUCell, nn.RNNCell: FusedRNNCell,
+    torch_cls: getattr(modules, fused_name)
+    for kind in CELL_KINDS.values()
+    for torch_cls, fused_name in ((kind.torch_module, kind.module), (kind.torch_cell, kind.cell_module))
 }
 _TORCH_TWIN = {fused: torch_cls for torch_cls, fused in FUSED_TWIN.items()}
 
