@@ -23,7 +23,7 @@ import rnnfused
 from rnnfused import _extension
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_ENV = {"RNNFUSED_BUILD_CUDA": "0", "MAX_JOBS": str(os.cpu_count() or 2)}
+BUILD_ENV = {"RNNFUSED_BUILD_CUDA": "0", "MAX_JOBS": os.environ.get("MAX_JOBS", str(os.cpu_count() or 2))}
 NO_TORCH = "import sys; sys.modules['torch'] = None; "  # makes `import torch` raise ImportError
 
 
@@ -72,7 +72,7 @@ def test_sdist_and_metadata_need_no_torch(tmp_path):
         pkg_info = _metadata(tar.extractfile(f"{sdist.name[:-len('.tar.gz')]}/PKG-INFO").read().decode())
     for needed in ("setup.py", "pyproject.toml", "LICENSE", "README.md", "csrc/ops.cpp", "csrc/common/cell_math.h",
                    "csrc/cpu/ops_cpu.cpp", "triton_kernels/__init__.py", "rnnfused/__init__.py",
-                   "rnnfused/convert.py"):
+                   "rnnfused/convert.py", "rnnfused/persistent_crossover.txt"):
         assert needed in names, f"{needed} is not in the sdist"
     assert not any(n.endswith((".so", ".o")) or n.endswith("_build_info.py") for n in names)
     assert pkg_info["License-Expression"] == "BSD-3-Clause" and "LICENSE" in pkg_info.get_all("License-File")
@@ -177,6 +177,7 @@ assert rnnfused.__file__.startswith(sys.prefix), rnnfused.__file__
 assert importlib.util.find_spec("rnnfused._triton").origin.startswith(sys.prefix)
 assert rnnfused.extension_loaded(), rnnfused.EXTENSION_ERROR
 assert _build_info.TORCH_VERSION == torch.__version__, (_build_info.TORCH_VERSION, torch.__version__)
+assert os.path.isfile(rnnfused._cuda.CROSSOVER_FILE), "the cuda dispatch table is installed next to the package"
 m = FusedLSTM(3, 4, num_layers=2, backend="cpu")
 x = torch.randn(5, 2, 3, requires_grad=True)
 out, (h, c) = m(x)
@@ -222,6 +223,7 @@ def test_isolated_build_makes_a_wheel_that_installs_elsewhere(fresh_venv, tmp_pa
         built = z.read("rnnfused/_build_info.py").decode()
     assert any(n.startswith("rnnfused/_C") and n.endswith(".so") for n in names)
     assert "rnnfused/_triton/__init__.py" in names and any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "rnnfused/persistent_crossover.txt" in names, "the cuda dispatch table ships with the package"
     assert f"TORCH_VERSION = {torch.__version__!r}" in built, "built against the constrained torch"
     major, minor = (int(v) for v in torch.__version__.split(".")[:2])
     assert meta.get_all("Requires-Dist")[0] == f"torch<{major}.{minor + 1},>={major}.{minor}"
