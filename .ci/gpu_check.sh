@@ -147,13 +147,15 @@ bench() {  # bench NAME SHARE_PERCENT ARGS...: a benchmark run with SHARE% of th
 }
 if [ "$MODE" != correctness ]; then
   bench headline 45 --full --impls cuda,triton || status=1
-  export RNNFUSED_BENCH_VARIANTS=rnnfused._cuda:benchmark_tuning_variants  # cuda:persistent-<variant> impls
-  bench variants 50 --impls cuda --cells lstm,gru --dtypes bf16 --batch 8,64 --hidden 256,1024 --seq 256 || status=1
-  unset RNNFUSED_BENCH_VARIANTS
+  # The step-wise path next to the persistent kernels in every synchronisation variant (benchmarks/variants.py's
+  # opt-in rows cuda:persistent-<variant>).
+  bench variants 50 --impls 'cuda:stepwise,cuda:persistent-*' --cells lstm,gru --dtypes bf16 --batch 8,64 \
+      --hidden 256,1024 --seq 256 || status=1
   bench crossover 90 --impls cuda:stepwise,cuda:persistent --cells lstm,gru --dtypes bf16,fp32 \
       --batch 8,32,64,128,256 --hidden 256,1024 --seq 64 --modes fwdbwd || status=1
   if [ -f "$OUT/crossover.csv" ]; then
-    "$PY" -m benchmarks.crossover "$OUT/crossover.csv" --write "$OUT/persistent_crossover.txt" >> "$OUT/bench.log" 2>&1 \
+    "$PY" -m benchmarks.crossover "$OUT/crossover.csv" --metadata "$WORK/crossover/metadata.json" \
+      --write "$OUT/persistent_crossover.txt" >> "$OUT/bench.log" 2>&1 \
       && echo "crossover table: persistent_crossover.txt" | tee -a "$SUMMARY"
   fi
   tail -n 60 "$OUT/tables.txt" 2>/dev/null

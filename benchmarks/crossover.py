@@ -1,6 +1,7 @@
 """``python -m benchmarks.crossover results.csv [--write rnnfused/persistent_crossover.txt]``: the cuda backend's
 crossover table (csrc/cuda/crossover.h) from a GPU benchmark run that timed ``cuda:persistent`` next to
-``cuda:stepwise``.
+``cuda:stepwise``. The table's source line (device, date, torch) comes from the run's metadata.json (default: the
+one next to the CSV; ``--metadata PATH`` for another).
 
 For every (cell, dtype, hidden) measured, the table's max_batch is the largest measured batch B such that the
 persistent path was faster than the step-wise path at every measured batch <= B (0 when it lost at the smallest):
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
+import json
+import os
 import sys
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -29,18 +31,16 @@ DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # the 
 DEFAULT_ROW = ("*", "*", "*", 64)
 
 
-def _read_rows(path: str) -> Tuple[Dict[str, str], List[Dict[str, str]]]:
-    """(metadata from '# key: value' lines, CSV rows) of a benchmark results.csv."""
-    meta, body = {}, []
+def _read_rows(path: str, metadata: Optional[str] = None) -> Tuple[Dict[str, str], List[Dict[str, str]]]:
+    """(the run's metadata.json, or {} when there is none; the rows of its results.csv)."""
     with open(path, newline="") as f:
-        for line in f:
-            if line.startswith("#"):
-                key, sep, value = line[1:].strip().partition(": ")
-                if sep and " " not in key and not key.startswith("-"):
-                    meta[key] = value
-            else:
-                body.append(line)
-    return meta, list(csv.DictReader(io.StringIO("".join(body))))
+        rows = list(csv.DictReader(f))
+    metadata = metadata or os.path.join(os.path.dirname(os.path.abspath(path)), "metadata.json")
+    meta: Dict[str, str] = {}
+    if os.path.isfile(metadata):
+        with open(metadata) as f:
+            meta = {k: str(v) for k, v in json.load(f).items() if not isinstance(v, (dict, list))}
+    return meta, rows
 
 
 def _medians(rows: Iterable[Dict[str, str]], mode: str) -> Dict[Tuple[str, str, int], Dict[int, Dict[str, float]]]:
@@ -116,8 +116,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("csv", help="results.csv of a benchmark run with cuda:persistent and cuda:stepwise")
     p.add_argument("--mode", choices=["fwd", "fwdbwd"], help="timings to compare (default fwdbwd, else fwd)")
     p.add_argument("--write", metavar="PATH", help="write the table there (else print it)")
+    p.add_argument("--metadata", metavar="PATH", help="the run's metadata.json (default: next to the CSV)")
     args = p.parse_args(argv)
-    meta, rows = _read_rows(args.csv)
+    meta, rows = _read_rows(args.csv, args.metadata)
     try:
         table, evidence, mode = crossover_rows(rows, args.mode)
     except ValueError as exc:

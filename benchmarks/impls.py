@@ -3,20 +3,24 @@
     cudnn / torch-cpu    the baseline: nn.LSTM/GRU/RNN (cuDNN, weights flattened, on a GPU; PyTorch's CPU kernels
                          without one); always measured, first, since speedups and checks refer to it
     cpu, cuda, triton …  rnnfused's Fused* modules with ``backend=`` that backend; one impl per kernel-path variant
-                         when the backend has several (``triton:stepwise``, ``triton:persistent``; see variants.py)
+                         when the backend has several (``triton:stepwise``, ``triton:persistent``: the table in
+                         variants.py; its opt-in rows, e.g. ``cuda:persistent-ll``, only when named)
     reference            rnnfused's plain-PyTorch equations (slow: measured only when asked for)
     cell-loop            the textbook nn.LSTMCell/GRUCell/RNNCell Python loop over time (``--with-cell-loop``)
 
-:func:`discover` builds the list for a device from ``rnnfused.available_backends`` and the variant providers, so a
+:func:`discover` builds the list for a device from ``rnnfused.available_backends`` and the variant table, so a
 new backend or kernel path shows up without changes here.
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
+
+from rnnfused._cells import CellKind, cell_kind
 
 from .config import BenchConfig
 from .variants import Variant, variants_for
@@ -29,7 +33,8 @@ class Impl:
     name: str
     description: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
-    slow: bool = False                  # left out unless asked for by name
+    slow: bool = False                  # left out unless asked for by name (its backend's name counts)
+    opt_in: bool = False                # left out unless asked for by its own name or a pattern matching it
     is_baseline: bool = False
     backend: str = ""
     variant: str = ""
@@ -43,6 +48,7 @@ class Impl:
         raise NotImplementedError
 
     def note(self, cfg: BenchConfig) -> str:
+        """A short remark on this implementation for ``cfg`` (shown in the table and CSV)."""
         return ""
 
 
@@ -51,6 +57,8 @@ def baseline_name(device: torch.device) -> str:
 
 
 class BaselineImpl(Impl):
+    """nn.LSTM/GRU/RNN itself: cuDNN on a GPU, PyTorch's CPU kernels on the CPU."""
+
     def __init__(self, device: torch.device):
         what = "nn.* on cuDNN (flatten_parameters)" if device.type == "cuda" else "nn.* on PyTorch's CPU kernels"
         super().__init__(baseline_name(device), what, is_baseline=True)
@@ -62,13 +70,10 @@ class BaselineImpl(Impl):
 class FusedImpl(Impl):
     """rnnfused.Fused* with ``backend=`` one backend, optionally forced onto one kernel path (a variant)."""
 
-    _FUSED = {"lstm": "FusedLSTM", "gru": "FusedGRU", "rnn": "FusedRNN"}
-
-    def __init__(self, backend: str, variant: Variant, slow: bool = False):
+    def __init__(self, backend: str, variant: Variant = Variant(), slow: bool = False):
         name = f"{backend}:{variant.name}" if variant.name else backend
         super().__init__(name, variant.description or f"rnnfused backend={backend!r}", dict(variant.env), slow,
-                         backend=backend, variant=variant.name)
-        self._note = variant.note
+                         opt_in=variant.opt_in, backend=backend, variant=variant.name)
 
     def unavailable(self, cfg, device):
         from rnnfused.backends import unavailable_reason
@@ -78,25 +83,33 @@ class FusedImpl(Impl):
     def build(self, baseline):
         import rnnfused
 
-        cls = getattr(rnnfused, self._FUSED[_cell_of(baseline)])
+        cls = getattr(rnnfused, _kind_of(baseline).module)
         return cls.from_module(baseline, backend=self.backend)
 
     def note(self, cfg):
-        return self._note(cfg) if self._note is not None else ""
+        # The cuda backend's automatic choice: say which path it takes for this config.
+        if self.backend != "cuda" or self.variant:
+            return ""
+        try:
+            from rnnfused import cuda_path
+
+            return "path=" + str(cuda_path(cfg.kind.name, cfg.seq_len, cfg.batch, cfg.input_size, cfg.hidden,
+                                           dtype=cfg.torch_dtype, lengths=cfg.packed))
+        except Exception as exc:  # noqa: BLE001 - a note must never stop a benchmark
+            return f"path=? ({type(exc).__name__})"
 
 
 class CellLoop(nn.Module):
     """The textbook loop: one nn.*Cell call per time step, outputs stacked (one layer, one direction)."""
 
-    _CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
-
     def __init__(self, baseline: nn.RNNBase):
         super().__init__()
-        cell = _cell_of(baseline)
+        kind = _kind_of(baseline)
         w = baseline.weight_ih_l0
-        self.is_lstm = cell == "lstm"
-        self.cell = self._CELLS[cell](baseline.input_size, baseline.hidden_size, bias=baseline.bias,
-                                      device=w.device, dtype=w.dtype)
+        self.is_lstm = kind.has_cell_state
+        extra = {"nonlinearity": kind.nonlinearity} if kind.nonlinearity else {}
+        self.cell = kind.torch_cell(baseline.input_size, baseline.hidden_size, bias=baseline.bias,
+                                    device=w.device, dtype=w.dtype, **extra)
         # Same parameter order as nn.*'s layer 0: weight_ih, weight_hh, bias_ih, bias_hh.
         self.cell.load_state_dict({k[: -len("_l0")]: v for k, v in baseline.state_dict().items()})
 
@@ -112,20 +125,25 @@ class CellLoop(nn.Module):
 
 
 class CellLoopImpl(Impl):
+    """The textbook nn.*Cell loop (``--with-cell-loop``)."""
+
     def __init__(self):
         super().__init__("cell-loop", "nn.*Cell called in a Python loop over time steps")
 
     def unavailable(self, cfg, device):
         if cfg.layers != 1 or cfg.bidirectional:
             return "the cell loop runs one unidirectional layer"
+        if cfg.packed:
+            return "the cell loop runs full-length sequences (no PackedSequence)"
         return None
 
     def build(self, baseline):
         return CellLoop(baseline)
 
 
-def _cell_of(module: nn.RNNBase) -> str:
-    return {"LSTM": "lstm", "GRU": "gru"}.get(module.mode, "rnn")
+def _kind_of(module: nn.RNNBase) -> CellKind:
+    """The registry entry of an nn.LSTM/GRU/RNN (its mode: LSTM, GRU, RNN_TANH, RNN_RELU)."""
+    return cell_kind(module.mode)
 
 
 def _slow(backend: str, device: torch.device) -> bool:
@@ -137,15 +155,14 @@ def discover(device: torch.device, dtypes: Sequence[torch.dtype] = (torch.float3
              with_cell_loop: bool = False) -> List[Impl]:
     """Baseline first, then every rnnfused backend that runs on ``device`` for one of ``dtypes`` (each of its
     variants), then the cell loop if asked for."""
-    from rnnfused.backends import BACKENDS, get_backend, unavailable_reason
+    from rnnfused.backends import BACKENDS, unavailable_reason
 
     impls: List[Impl] = [BaselineImpl(device)]
     for backend in BACKENDS:
         runnable = [dt for dt in dtypes if unavailable_reason(backend, device, dt) is None]
         if not runnable:
             continue
-        backend_obj = get_backend(backend, device, runnable[0])
-        for variant in variants_for(backend, device, backend_obj):
+        for variant in variants_for(backend):
             impls.append(FusedImpl(backend, variant, slow=_slow(backend, device)))
     if with_cell_loop:
         impls.append(CellLoopImpl())
@@ -154,14 +171,15 @@ def discover(device: torch.device, dtypes: Sequence[torch.dtype] = (torch.float3
 
 def select(impls: Sequence[Impl], wanted: Optional[Sequence[str]], device: Optional[torch.device] = None,
            also: Sequence[str] = ()) -> List[Impl]:
-    """The baseline plus the impls named in ``wanted`` (a backend name selects all its variants) — or, without
-    ``wanted``, every impl that is not slow — plus those named in ``also``. An unknown name is an error saying what
-    exists (and, for a backend that cannot run on ``device``, why)."""
+    """The baseline plus the impls named in ``wanted`` — or, without ``wanted``, every impl that is neither slow nor
+    opt-in — plus those named in ``also``. A backend name selects its variants but the opt-in ones; a pattern with
+    ``*`` (``cuda:persistent-*``) selects every impl it matches. An unknown name is an error saying what exists
+    (and, for a backend that cannot run on ``device``, why)."""
     chosen = set(_names(impls, also, device))
     if wanted:
         chosen.update(_names(impls, wanted, device))
     else:
-        chosen.update(i.name for i in impls if not i.slow)
+        chosen.update(i.name for i in impls if not (i.slow or i.opt_in))
     return [i for i in impls if i.is_baseline or i.name in chosen]
 
 
@@ -169,7 +187,8 @@ def _names(impls: Sequence[Impl], wanted: Sequence[str], device: Optional[torch.
     aliases = {"baseline"} | {i.name for i in impls if i.is_baseline}
     names: List[str] = []
     for w in wanted:
-        hits = [i.name for i in impls if i.name == w or i.backend == w]
+        hits = [i.name for i in impls
+                if i.name == w or (i.backend == w and not i.opt_in) or ("*" in w and fnmatch.fnmatchcase(i.name, w))]
         if not hits and w not in aliases:
             why = ""
             if device is not None:

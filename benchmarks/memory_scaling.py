@@ -18,8 +18,9 @@ def _measure(cell: str, steps: int, batch: int, hidden: int, backend: str) -> di
     import torch
 
     import rnnfused
+    from rnnfused._cells import cell_kind
 
-    cls = {"lstm": rnnfused.FusedLSTM, "gru": rnnfused.FusedGRU, "rnn": rnnfused.FusedRNN}[cell]
+    cls = getattr(rnnfused, cell_kind(cell).module)   # lstm, gru, rnn (tanh), rnn_relu, ...
     torch.manual_seed(0)
     m = cls(hidden, hidden, backend=backend)
     x = torch.randn(steps, batch, hidden, requires_grad=True)

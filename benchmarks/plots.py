@@ -1,7 +1,8 @@
 """PNG plots: time per step vs hidden size and vs batch size, per cell and dtype, one line per implementation.
 
-One figure per (cell, dtype, swept axis): a column per mode (fwd, fwd+bwd) and a row per slice of the other sizes
-(e.g. B=8,T=512 and B=64,T=512 for the hidden sweep) that has at least two points; log-log axes.
+One figure per (cell, dtype, lengths, swept axis): a column per mode (fwd, fwd+bwd) and a row per slice of the other
+sizes (e.g. B=8,T=512 and B=64,T=512 for the hidden sweep) that has at least two points; log-log axes. Packed
+variable-length configs get their own figures (``*_var_vs_*.png``).
 """
 from __future__ import annotations
 
@@ -46,14 +47,15 @@ def write_plots(results: Sequence[Result], out_dir: str, title_suffix: str = "")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    groups: Dict[Tuple[str, str], List[Result]] = defaultdict(list)
+    groups: Dict[Tuple[str, str, str], List[Result]] = defaultdict(list)
     for r in results:
         if r.cfg.layers == 1 and not r.cfg.bidirectional:
-            groups[(r.cfg.cell, r.cfg.dtype)].append(r)
+            groups[(r.cfg.cell, r.cfg.dtype, r.cfg.lengths)].append(r)
     impls = list(dict.fromkeys(r.impl for r in results))
     style = {name: (f"C{i % 10}", "os^vD<>p*hx+"[i % 12]) for i, name in enumerate(impls)}
     paths = []
-    for (cell, dtype), rs in groups.items():
+    for (cell, dtype, lengths), rs in groups.items():
+        packed = lengths == "var"
         for axis, fixed_names in _SWEEPS.items():
             slices = _slices(rs, axis)
             if not slices:
@@ -77,14 +79,14 @@ def write_plots(results: Sequence[Result], out_dir: str, title_suffix: str = "")
                     ax.set_yscale("log")
                     ax.set_xlabel(_LABEL[axis])
                     ax.set_ylabel("µs per step (median)")
-                    ax.set_title(f"{cell.upper()} {dtype} {'fwd' if mode == 'fwd' else 'fwd+bwd'}, {fixed}",
-                                 fontsize=10)
+                    ax.set_title(f"{cell.upper()} {dtype} {'fwd' if mode == 'fwd' else 'fwd+bwd'}, {fixed}"
+                                 + (", packed, lengths in [T/4, T]" if packed else ""), fontsize=10)
                     ax.grid(True, which="both", alpha=0.3)
                     ax.legend(fontsize=8)
             if title_suffix:
                 fig.suptitle(title_suffix, fontsize=9)
             fig.tight_layout()
-            path = os.path.join(out_dir, f"{cell}_{dtype}_vs_{axis}.png")
+            path = os.path.join(out_dir, f"{cell}_{dtype}{'_var' if packed else ''}_vs_{axis}.png")
             fig.savefig(path, dpi=110)
             plt.close(fig)
             paths.append(path)

@@ -2,10 +2,11 @@
 passed, peak memory on the GPU — and returns one :class:`Result` per (config, implementation)."""
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -17,7 +18,7 @@ from .timing import Stats, TimerSettings, peak_memory_mb, time_fn
 from .variants import patched_env
 from .workload import Workload
 
-__all__ = ["Result", "run_grid", "STATUSES"]
+__all__ = ["Result", "ShapeRun", "run_grid", "STATUSES"]
 
 # ok: checked and timed; failed: check failed (not timed); error: raised (not timed); skipped: cannot run here.
 STATUSES = ("ok", "failed", "error", "skipped")
@@ -27,6 +28,8 @@ Timer = Callable[[Callable[[int], object], torch.device, TimerSettings], Stats]
 
 @dataclass
 class Result:
+    """One (config, implementation) of a run: its status, check and timing."""
+
     cfg: BenchConfig
     impl: str
     status: str
@@ -58,15 +61,32 @@ def _group_by_shape(configs: Sequence[BenchConfig]) -> "OrderedDict[tuple, List[
     return groups
 
 
-class _ShapeRun:
-    """One shape's workload and modules, shared by its modes."""
+class ShapeRun:
+    """One shape's workload, modules and baseline errors, shared by its modes and implementations.
 
-    def __init__(self, cfg: BenchConfig, device: torch.device, timer: Timer, settings: TimerSettings):
+    :meth:`checked` is the one path from an implementation to a timed call: set its switches, build its module,
+    spot-check it against the float64 truth, and hand out the call to time. The CLI (:meth:`measure`, via
+    :func:`run_grid`) and the pytest-benchmark suite (benchmarks/test_headline.py) both go through it.
+    """
+
+    def __init__(self, cfg: BenchConfig, device: torch.device, timer: Timer = time_fn,
+                 settings: TimerSettings = TimerSettings()):
         self.device, self.timer, self.settings = device, timer, settings
         self.workload = Workload(cfg, device)
         self.modules: Dict[str, torch.nn.Module] = {}
+        self._baseline_err: Dict[str, float] = {}
 
-    def measure(self, impl: Impl, cfg: BenchConfig, baseline_err: Optional[float]) -> Result:
+    def baseline_error(self, mode: str) -> float:
+        """The baseline's own error vs the float64 truth in ``mode`` (the scale the check holds others to)."""
+        if mode not in self._baseline_err:
+            self._baseline_err[mode] = self.workload.error_vs_truth(self.workload.baseline, mode)[0]
+        return self._baseline_err[mode]
+
+    @contextlib.contextmanager
+    def checked(self, impl: Impl, cfg: BenchConfig) -> Iterator[Tuple[Result, Optional[Callable[[int], None]]]]:
+        """Within the block: ``impl``'s switches set, its module built and spot-checked. Yields the result so far
+        (check fields filled; status "failed" when the check failed) and ``fn(i)``, one call with input pair i of
+        the pool — or None when the check failed (a failed implementation is never timed)."""
         res = Result(cfg, impl.name, "ok", impl.backend, impl.variant, impl.is_baseline)
         w = self.workload
         with patched_env(impl.env):
@@ -77,19 +97,26 @@ class _ShapeRun:
             err, worst = w.error_vs_truth(module, cfg.mode)
             if impl.is_baseline:
                 res.check, res.check_err = "base", err
+                self._baseline_err[cfg.mode] = err
             else:
-                verdict = judge(err, worst, baseline_err or 0.0, cfg.dtype, self.device.type)
+                verdict = judge(err, worst, self.baseline_error(cfg.mode), cfg.dtype, self.device.type)
                 res.check = "pass" if verdict.passed else "fail"
                 res.check_err, res.check_tol = verdict.error, verdict.tolerance
                 if not verdict.passed:
                     res.status = "failed"
                     res.note = _join(res.note, f"worst: {worst}")
-                    return res
-            res.stats = self.timer(w.step(module, cfg.mode), self.device, self.settings)
-            res.peak_mb = peak_memory_mb(lambda: w.call(module, cfg.mode), self.device)
+            yield res, (w.step(module, cfg.mode) if res.status == "ok" else None)
+
+    def measure(self, impl: Impl, cfg: BenchConfig) -> Result:
+        """Spot-check, then time ``impl`` on ``cfg`` with this run's timer; peak memory on the GPU."""
+        with self.checked(impl, cfg) as (res, fn):
+            if fn is not None:
+                res.stats = self.timer(fn, self.device, self.settings)
+                res.peak_mb = peak_memory_mb(lambda: fn(0), self.device)
         return res
 
     def close(self) -> None:
+        """Frees the shape's tensors and modules."""
         self.workload.release()
         self.modules.clear()
         if self.device.type == "cuda":
@@ -123,7 +150,7 @@ def run_grid(configs: Sequence[BenchConfig], impls: Sequence[Impl], device: torc
                 skip_all(cfg, f"time budget of {time_budget_s:.0f} s used up")
             continue
         try:
-            shape = _ShapeRun(group[0], device, timer, settings)
+            shape = ShapeRun(group[0], device, timer, settings)
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory for the inputs
             for cfg in group:
                 skip_all(cfg, f"could not set up the workload: {_short(exc)}")
@@ -137,12 +164,12 @@ def run_grid(configs: Sequence[BenchConfig], impls: Sequence[Impl], device: torc
     return results
 
 
-def _run_config(shape: _ShapeRun, cfg: BenchConfig, impls: Sequence[Impl], device: torch.device,
+def _run_config(shape: ShapeRun, cfg: BenchConfig, impls: Sequence[Impl], device: torch.device,
                 results: List[Result], progress: Progress, skip_all) -> None:
     baseline = impls[0]
     progress.advance(f"{cfg.id} {baseline.name}", done=0)
     try:
-        base = shape.measure(baseline, cfg, None)
+        base = shape.measure(baseline, cfg)
     except Exception as exc:  # noqa: BLE001 - the baseline cannot run this dtype/shape here
         _recover(device)
         skip_all(cfg, f"baseline {baseline.name} cannot run it here: {_short(exc)}")
@@ -158,7 +185,7 @@ def _run_config(shape: _ShapeRun, cfg: BenchConfig, impls: Sequence[Impl], devic
             results.append(Result(cfg, impl.name, "skipped", impl.backend, impl.variant, note=reason))
         else:
             try:
-                res = shape.measure(impl, cfg, base.check_err)
+                res = shape.measure(impl, cfg)
             except Exception as exc:  # noqa: BLE001 - an implementation that raises is reported, not timed
                 _recover(device)
                 res = Result(cfg, impl.name, "error", impl.backend, impl.variant, note=_short(exc))

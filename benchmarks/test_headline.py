@@ -2,8 +2,13 @@
 
 One benchmark group per config (``lstm-fp16-B16-H768-T1024-fwd``), holding the baseline and every rnnfused
 implementation available here, so ``--benchmark-compare`` lines up runs config by config. On a GPU the configs are
-the headline ones (cuDNN's persistent fp16 LSTM, its standard bf16/fp32 paths, GRU); without one the same cells and dtypes run at tiny sizes (PyTorch's CPU nn.* as the
-baseline). Each implementation passes the suite's spot-check against a float64 run before it is timed.
+the headline ones (cuDNN's persistent fp16 LSTM, its standard bf16/fp32 paths, GRU) plus a packed variable-length
+one; without a GPU the same cells and dtypes run at tiny sizes (PyTorch's CPU nn.* as the baseline).
+
+The call that is timed comes from the same path as the CLI's (``benchmarks.runner.ShapeRun.checked``: same
+workload, switches, module and spot-check against a float64 run; an implementation that fails the check is not
+timed); pytest-benchmark then times it with its own rounds (synchronizing the GPU after each call), so its
+storage and ``--benchmark-compare`` work as usual.
 
     pytest benchmarks/ --benchmark-only                          # run, print the per-group tables
     pytest benchmarks/ --benchmark-only --benchmark-autosave     # keep the run in .benchmarks/
@@ -16,41 +21,33 @@ import itertools
 import pytest
 import torch
 
-from benchmarks.check import judge
 from benchmarks.config import BenchConfig
 from benchmarks.impls import discover, select
-from benchmarks.variants import patched_env
-from benchmarks.workload import Workload
+from benchmarks.runner import ShapeRun
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ON_GPU = DEVICE.type == "cuda"
 
-# (cell, dtype, B, H, T) on the GPU; the CPU runs the same cells and dtypes at B=4, H=32, T=16.
-HEADLINE = [("lstm", "fp16", 16, 768, 1024), ("lstm", "bf16", 8, 1024, 512), ("gru", "bf16", 16, 768, 1024),
-            ("lstm", "fp32", 64, 512, 512)]
+# (cell, dtype, B, H, T, lengths) on the GPU; the CPU runs the same cells and dtypes at B=4, H=32, T=16.
+HEADLINE = [("lstm", "fp16", 16, 768, 1024, "full"), ("lstm", "bf16", 8, 1024, 512, "full"),
+            ("gru", "bf16", 16, 768, 1024, "full"), ("lstm", "fp32", 64, 512, 512, "full"),
+            ("lstm", "bf16", 64, 512, 512, "var")]
 CPU_SIZES = (4, 32, 16)
 
-CONFIGS = [BenchConfig(cell, dtype, *((b, h, t) if ON_GPU else CPU_SIZES), mode)
-           for (cell, dtype, b, h, t) in HEADLINE for mode in ("fwd", "fwdbwd")]
+CONFIGS = [BenchConfig(cell, dtype, *((b, h, t) if ON_GPU else CPU_SIZES), mode, lengths=lengths)
+           for (cell, dtype, b, h, t, lengths) in HEADLINE for mode in ("fwd", "fwdbwd")]
 IMPLS = select(discover(DEVICE, sorted({c.torch_dtype for c in CONFIGS}, key=str)), None)
 
-_current = {}   # the last shape's workload and the baseline's own error per mode: one shape held at a time
+_current = {}   # the last shape's ShapeRun: one shape held at a time
 
 
-def _workload(cfg: BenchConfig) -> Workload:
+def _shape(cfg: BenchConfig) -> ShapeRun:
     if _current.get("key") != cfg.shape_key:
-        old = _current.pop("workload", None)
+        old = _current.pop("shape", None)
         if old is not None:
-            old.release()
-        _current.clear()
-        _current.update(key=cfg.shape_key, workload=Workload(cfg, DEVICE))
-    return _current["workload"]
-
-
-def _baseline_error(w: Workload, mode: str) -> float:
-    if ("base", mode) not in _current:
-        _current[("base", mode)] = w.error_vs_truth(w.baseline, mode)[0]
-    return _current[("base", mode)]
+            old.close()
+        _current.update(key=cfg.shape_key, shape=ShapeRun(cfg, DEVICE))
+    return _current["shape"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -70,15 +67,9 @@ def test_headline(benchmark, cfg, impl):
     reason = impl.unavailable(cfg, DEVICE)
     if reason is not None:
         pytest.skip(reason)
-    w = _workload(cfg)
-    with patched_env(impl.env):
-        module = impl.build(w.baseline)
-        err, worst = w.error_vs_truth(module, cfg.mode)
-        if not impl.is_baseline:
-            verdict = judge(err, worst, _baseline_error(w, cfg.mode), cfg.dtype, DEVICE.type)
-            assert verdict.passed, (f"{impl.name} on {cfg.id}: error {err:.3e} in {worst} exceeds "
-                                    f"{verdict.tolerance:.3e}; not timed")
-        step = w.step(module, cfg.mode)
+    with _shape(cfg).checked(impl, cfg) as (res, step):
+        assert step is not None, (f"{impl.name} on {cfg.id}: error {res.check_err:.3e} exceeds "
+                                  f"{res.check_tol:.3e} ({res.note}); not timed")
         counter = itertools.count()
 
         def call():
@@ -87,6 +78,6 @@ def test_headline(benchmark, cfg, impl):
                 torch.cuda.synchronize()
 
         benchmark.group = cfg.id
-        benchmark.extra_info.update(impl=impl.name, device=str(DEVICE), check_error=err,
+        benchmark.extra_info.update(impl=impl.name, device=str(DEVICE), check_error=res.check_err,
                                     torch=torch.__version__)
         benchmark(call)

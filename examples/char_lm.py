@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import rnnfused
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -149,7 +151,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     train_ids, valid_ids, chars = load_corpus()
     train, valid = streams(train_ids, args.batch).to(args.device), streams(valid_ids, 8).to(args.device)
     model = CharLM(len(chars), args.embed, args.hidden, args.layers, args.cell, args.dropout)
-    model = common.use_impl(model.to(args.device, common.dtype_of(args)), args.impl, args.backend)
+    model = model.to(args.device, common.dtype_of(args))
+    if args.impl == "fused":  # nn.LSTM/GRU/RNN/*Cell -> rnnfused's fused twins, in place
+        model = rnnfused.convert(model, backend=args.backend)
     common.header(progress, f"char_lm: {args.layers}-layer {args.cell.upper()} language model, truncated BPTT "
                             f"({args.bptt} steps)", args, model)
     uni = unigram_perplexity(train_ids, valid_ids, len(chars))

@@ -1,10 +1,9 @@
-"""What the four examples share: command line, seeding, the nn.* <-> rnnfused swap, progress lines and the timing demo.
+"""What the four examples share: command line, seeding, progress lines and the nn.* vs rnnfused timing demo.
 
-The models in the examples are written with plain ``nn.LSTM`` / ``nn.LSTMCell`` / ... . ``use_impl(model, "fused")``
-replaces each of those layers by its rnnfused twin (``FusedLSTM.from_module``: same config, same weights), and
-``use_impl(model, "nn")`` turns fused layers back into ``nn.*`` (``to_torch``). Writing the model with
-``from rnnfused import FusedLSTM as LSTM`` instead does the same; the swap keeps one model definition for both, and
-guarantees both start from identical weights.
+The models in the examples are written with plain ``nn.LSTM`` / ``nn.LSTMCell`` / ... ; each script calls
+``rnnfused.convert(model)`` (unless ``--impl nn``), which turns every such layer into its rnnfused twin in place,
+with the same parameters. Writing the model with ``from rnnfused import FusedLSTM as LSTM`` instead does the same;
+converting keeps one model definition for both, and guarantees both start from identical weights.
 """
 from __future__ import annotations
 
@@ -21,15 +20,12 @@ import torch
 from torch import nn
 
 import rnnfused
-from rnnfused import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
+from rnnfused.convert import FUSED_TWIN
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 DEFAULT_OUT = HERE / "out"
 
-# nn.* class -> its fused twin. Exact types: the fused classes are not subclasses of these.
-FUSED_TWIN = {nn.LSTM: FusedLSTM, nn.GRU: FusedGRU, nn.RNN: FusedRNN,
-              nn.LSTMCell: FusedLSTMCell, nn.GRUCell: FusedGRUCell, nn.RNNCell: FusedRNNCell}
 FUSED_TYPES = tuple(FUSED_TWIN.values())
 IMPLS = ("fused", "nn")
 
@@ -85,37 +81,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# ------------------------------------------------------------------------------------------------- nn <-> fused
-def use_impl(model: nn.Module, impl: str, backend: Optional[str] = None) -> nn.Module:
-    """Replace, in place, every recurrent layer/cell of ``model`` by the ``impl`` version with the same weights.
-
-    impl="fused": nn.LSTM/GRU/RNN/*Cell -> rnnfused.Fused*.from_module(layer, backend) (fused ones get ``backend``)
-    impl="nn":    rnnfused.Fused* -> layer.to_torch()
-    """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    if type(model) in FUSED_TWIN or isinstance(model, FUSED_TYPES):
-        return _convert(model, impl, backend)
-    for name, child in model.named_children():
-        converted = use_impl(child, impl, backend)
-        if converted is not child:
-            setattr(model, name, converted)
-    return model
-
-
-def _convert(layer: nn.Module, impl: str, backend: Optional[str]) -> nn.Module:
-    if impl == "fused":
-        if isinstance(layer, FUSED_TYPES):
-            layer.backend = backend
-            return layer
-        return FUSED_TWIN[type(layer)].from_module(layer, backend=backend)
-    if isinstance(layer, FUSED_TYPES):
-        converted = layer.to_torch()
-        converted.train(layer.training)
-        return converted
-    return layer
-
-
+# ------------------------------------------------------------------------------------------------- describing
 def describe_impl(model: nn.Module) -> str:
     """E.g. 'FusedLSTM(backend=cpu), FusedLSTMCell(backend=cpu)' or 'LSTM, LSTMCell'."""
     parts = []
@@ -164,7 +130,7 @@ def _fmt(v) -> str:
 # ------------------------------------------------------------------------------------------------- timing demo
 def timing_demo(model: nn.Module, run_epoch: Callable[[nn.Module, Optional[int]], object], backend: Optional[str],
                 progress: Progress, repeats: int = 1, warmup_batches: int = 3) -> Dict[str, float]:
-    """Seconds per training epoch of the same model (identical weights) with nn.* layers and with rnnfused layers.
+    """Seconds per training epoch of the same nn.* model (identical weights) as it is and after rnnfused.convert.
 
     ``run_epoch(m, limit)`` trains copy ``m`` (with its own optimizer) for one epoch, or for its first ``limit``
     batches. Each impl runs ``warmup_batches`` untimed batches first (allocator, oneDNN caches), then ``repeats``
@@ -172,7 +138,9 @@ def timing_demo(model: nn.Module, run_epoch: Callable[[nn.Module, Optional[int]]
     """
     seconds = {}
     for impl in ("nn", "fused"):
-        m = use_impl(copy.deepcopy(model), impl, backend)
+        m = copy.deepcopy(model)
+        if impl == "fused":
+            rnnfused.convert(m, backend=backend)
         run_epoch(m, warmup_batches)
         times = []
         for _ in range(repeats):

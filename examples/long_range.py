@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import rnnfused
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -111,7 +113,8 @@ def run_one(cell: str, length: int, args, progress: common.Progress):
     common.seed_everything(args.seed)
     model = AddingModel(cell, args.hidden).to(args.device, common.dtype_of(args))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    model = common.use_impl(model, args.impl, args.backend)
+    if args.impl == "fused":  # nn.LSTM/GRU/RNN/*Cell -> rnnfused's fused twins, in place
+        model = rnnfused.convert(model, backend=args.backend)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr or LR[cell])
     generator = torch.Generator().manual_seed(args.seed)
     test = adding_batch(args.test_size, length, torch.Generator().manual_seed(10_000 + length),
@@ -190,7 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     lengths = [int(t) for t in args.lengths.split(",")]
     cells = [c for c in args.cells.split(",") if c]
     progress = common.Progress(args.quiet)
-    probe = common.use_impl(nn.ModuleList([AddingModel(c, 4) for c in cells]), args.impl, args.backend)
+    probe = nn.ModuleList([AddingModel(c, 4) for c in cells])
+    if args.impl == "fused":
+        rnnfused.convert(probe, backend=args.backend)
     common.header(progress, "long_range: adding problem, vanilla RNN vs LSTM vs GRU", args, probe)
     progress.say(f"   lengths {lengths}, {args.epochs} epochs x {args.steps} steps x batch {args.batch}, "
                  f"hidden {args.hidden}")

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
+import rnnfused
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -140,7 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     train, test, vocab = load_dataset()
     dtype = common.dtype_of(args)
     model = SentimentClassifier(len(vocab), args.embed, args.hidden, args.layers).to(args.device, dtype)
-    common.use_impl(model, args.impl, args.backend)
+    if args.impl == "fused":  # nn.LSTM/GRU/RNN/*Cell -> rnnfused's fused twins, in place
+        rnnfused.convert(model, backend=args.backend)
     common.header(progress, "sentiment: bidirectional LSTM over packed sentences", args, model)
     progress.say(f"   {len(train)} train / {len(test)} test sentences, vocabulary {len(vocab)}, chance 50 %")
     initial = model.state_dict()

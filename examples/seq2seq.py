@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
+import rnnfused
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
@@ -159,7 +161,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     train_pairs, test_pairs = make_split(args.digits, args.train_size, args.test_size, args.seed)
     train, test = tensors(train_pairs, args.device), tensors(test_pairs, args.device)
     model = Seq2Seq(args.embed, args.hidden, args.layers).to(args.device, common.dtype_of(args))
-    common.use_impl(model, args.impl, args.backend)
+    if args.impl == "fused":  # nn.LSTM/GRU/RNN/*Cell -> rnnfused's fused twins, in place
+        rnnfused.convert(model, backend=args.backend)
     common.header(progress, f"seq2seq: {args.digits}-digit addition, LSTM encoder -> LSTM-cell decoder", args, model)
     progress.say(f"   {len(train_pairs)} train / {len(test_pairs)} held-out questions, e.g. "
                  f"{test_pairs[0][0]} = {test_pairs[0][1]}")

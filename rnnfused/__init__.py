@@ -4,6 +4,7 @@ from ._cuda import (clear_cuda_graphs, cuda_arches, cuda_graph_stats, cuda_path,
                     persistent_crossover, persistent_stall)
 from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
+from .convert import convert, revert
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 from .version import __version__
 
@@ -15,6 +16,8 @@ __all__ = [
     "FusedLSTMCell",
     "FusedGRUCell",
     "FusedRNNCell",
+    "convert",
+    "revert",
     "functional",
     "reference",
     "backends",

@@ -26,8 +26,7 @@ from . import _extension
 
 __all__ = ["GRAPHS_ENV_VAR", "PATH_ENV_VAR", "TUNING_ENV_VAR", "PERSISTENT_VARIANTS", "CROSSOVER_FILE", "cuda_path",
            "load_crossover_table", "persistent_crossover", "persistent_stall", "cuda_arches",
-           "kernel_image_unavailable", "benchmark_tuning_variants", "cuda_graphs_enabled", "cuda_graph_stats",
-           "clear_cuda_graphs"]
+           "kernel_image_unavailable", "cuda_graphs_enabled", "cuda_graph_stats", "clear_cuda_graphs"]
 
 GRAPHS_ENV_VAR = "RNNFUSED_CUDA_GRAPHS"
 PATH_ENV_VAR = "RNNFUSED_PATH"
@@ -108,19 +107,6 @@ def kernel_image_unavailable(device: torch.device) -> Optional[str]:
                   f"TORCH_CUDA_ARCH_LIST={major}.{minor} (pip install --no-build-isolation -e .)")
     _IMAGE_CHECKS[index] = reason
     return reason
-
-
-def benchmark_tuning_variants(backend: str, device: torch.device) -> Optional[list]:
-    """A benchmark variant provider (benchmarks/variants.py): with
-    ``RNNFUSED_BENCH_VARIANTS=rnnfused._cuda:benchmark_tuning_variants`` the suite times the cuda backend's
-    step-wise path next to its persistent kernels in every synchronisation variant (impls ``cuda:stepwise``,
-    ``cuda:persistent-baseline``, ``cuda:persistent-ll``, ...). Opt-in: default runs time only the default variant."""
-    if backend != "cuda":
-        return None
-    plain = {GRAPHS_ENV_VAR: "0"}
-    return ([dict(name="stepwise", env={**plain, PATH_ENV_VAR: "stepwise"}, description="step loop from the host")]
-            + [dict(name=f"persistent-{v}", env={**plain, PATH_ENV_VAR: "persistent", TUNING_ENV_VAR: v},
-                    description=f"persistent kernels, {v} synchronisation") for v in PERSISTENT_VARIANTS])
 
 
 def cuda_graphs_enabled() -> bool:

@@ -1,8 +1,12 @@
-"""The benchmark suite (benchmarks/): the --quick run end to end, its statistics, spot-check, implementation
-registry, presets and reports; GPU code paths (CUDA-event timer, peak memory, cuDNN baseline, bf16/fp16) on a GPU.
-Timing never decides a result here: only that measurements exist and are well-formed."""
+"""The benchmark suite (benchmarks/): the --quick run end to end (a plain CSV that csv.DictReader reads as it is,
+metadata.json), its timers and statistics, spot-check, implementations and the variant table, packed
+variable-length workloads, presets and reports; GPU code paths (CUDA-event timer with and without the L2 flush,
+peak memory, cuDNN baseline, bf16/fp16) on a GPU. Timing never decides a result here: only that measurements exist
+and are well-formed."""
+import csv
 import io
 import itertools
+import json
 import math
 import os
 import subprocess
@@ -43,14 +47,29 @@ def test_quick_preset_writes_table_csv_and_plots(tmp_path, capsys):
     for cfg in configs:
         assert cfg.id in table
 
-    meta, rows = report.read_csv(str(out / "results.csv"))
-    for key in ("device", "torch", "cuda", "cudnn", "triton", "git_commit", "date", "command"):
+    meta = json.loads((out / "metadata.json").read_text())
+    for key in ("device", "torch", "cuda", "cudnn", "triton", "git_commit", "date", "command", "rnnfused",
+                "built_against", "timer", "columns"):
         assert meta.get(key), f"metadata {key} missing"
     assert "--quick" in meta["command"]
-    assert list(rows[0]) == report.CSV_COLUMNS
+    assert f"timer: {meta['timer']}" in table
+    if device.type == "cpu":
+        assert "torch.utils.benchmark.Timer" in meta["timer"] and meta["torch_threads"] == "1"
+        assert "1 threads" in meta["timer"], "the quick preset's one thread is the Timer's thread count"
+    else:
+        assert "L2 flushed" in meta["timer"] and meta["l2_flush"] == "yes"
+    assert set(meta["columns"]) <= set(report.CSV_COLUMNS)
+
+    # A plain CSV: the first line is the header, and csv.DictReader needs no comment handling.
+    text = (out / "results.csv").read_text()
+    assert text.splitlines()[0] == ",".join(report.CSV_COLUMNS) and "\n#" not in text and not text.startswith("#")
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == report.read_csv(str(out / "results.csv"))
     names = meta["implementations"].split(", ")
     assert names[0] == impls.baseline_name(device)
     assert len(rows) == len(configs) * len(names)
+    assert [r["config"] for r in rows[:: len(names)]] == [c.id for c in configs]
     assert {r["status"] for r in rows} <= {"ok", "skipped"}, [r for r in rows if r["status"] not in ("ok", "skipped")]
     timed = [r for r in rows if r["status"] == "ok"]
     assert {r["impl"] for r in timed} == set(names), "every implementation must have been timed at least once"
@@ -61,7 +80,7 @@ def test_quick_preset_writes_table_csv_and_plots(tmp_path, capsys):
         p20, med, p80 = float(r["p20_ms"]), float(r["median_ms"]), float(r["p80_ms"])
         assert 0 < p20 <= med <= p80
         assert math.isclose(float(r["us_per_step"]), med * 1e3 / int(r["seq_len"]), rel_tol=1e-4)
-        assert int(r["reps"]) >= 5
+        assert int(r["reps"]) >= int(r["samples"]) >= 1 and r["lengths"] == "full"
         assert r["check"] == ("base" if r["impl"] == names[0] else "pass")
         assert float(r["check_err"]) >= 0
         assert (r["peak_mb"] != "") == (device.type == "cuda")
@@ -112,13 +131,37 @@ def test_summarize_known_values_and_bad_input():
         timing.quantile([1.0], 1.5)
 
 
-def test_cpu_timer_warms_up_then_times_the_requested_repetitions():
-    calls = []
-    settings = TimerSettings(warmup_s=0.0, rep_s=0.0, min_warmup=3, min_reps=7, max_reps=7)
-    stats = timing.time_cpu(calls.append, settings)
-    assert stats.reps == 7 and len(calls) == 3 + 7
-    assert calls[3:] == list(range(7)), "timed repetitions get their index (input rotation)"
-    assert 0 <= stats.p20 <= stats.median <= stats.p80
+def test_cpu_timer_is_torch_benchmark_timer_at_the_run_thread_count():
+    """Warm-up calls first, then torch.utils.benchmark.Timer's calls with consecutive indices (input rotation), at
+    the thread count set for the run (Timer's own default would be one thread)."""
+    calls, threads = [], []
+
+    def fn(i):
+        calls.append(i)
+        threads.append(torch.get_num_threads())
+        sum(range(2000))
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stats = timing.time_cpu(fn, TimerSettings(warmup_s=0.0, min_warmup=3, rep_s=0.02, max_s=0.2))
+    finally:
+        torch.set_num_threads(saved)
+    assert calls[:3] == [0, 1, 2], "warm-up"
+    assert calls[3:] == list(range(len(calls) - 3)), "Timer's calls get consecutive indices"
+    assert set(threads) == {2}
+    assert stats.samples >= 1 and stats.reps % stats.samples == 0 and stats.reps <= len(calls) - 3
+    assert 0 < stats.p20 <= stats.median <= stats.p80
+
+
+def test_timer_description_says_how_it_timed():
+    settings = TimerSettings(warmup_s=0.01, rep_s=0.1, max_s=1.0)
+    assert "torch.utils.benchmark.Timer.adaptive_autorange" in timing.describe(CPU, settings)
+    gpu = torch.device("cuda")
+    assert "L2 flushed before each repetition" in timing.describe(gpu, settings)
+    import dataclasses
+
+    assert "L2 not flushed" in timing.describe(gpu, dataclasses.replace(settings, flush_l2=False))
 
 
 def test_repetitions_fill_the_time_budget_within_bounds():
@@ -241,11 +284,12 @@ def test_failed_rows_show_as_failed_in_table_and_csv(tmp_path):
     assert "FAIL" in bad_line and "1.000" not in bad_line
     assert "skipped" in next(line for line in table.splitlines() if "gone" in line)
     path = tmp_path / "r.csv"
-    report.write_csv(str(path), rows, {"device": "cpu"}, report.csv_notes("torch-cpu", False))
-    meta, back = report.read_csv(str(path))
-    assert meta == {"device": "cpu"}, "column notes are not metadata"
+    report.write_csv(str(path), rows)
+    with open(path, newline="") as f:
+        back = list(csv.DictReader(f))
     assert [r["status"] for r in back] == ["ok", "failed", "skipped"]
-    assert back[1]["median_ms"] == "" and back[1]["check"] == "fail"
+    assert back[1]["median_ms"] == "" and back[1]["check"] == "fail" and back[2]["note"] == "not built here"
+    assert back[0]["reps"] == "5" and back[0]["samples"] == "5" and back[0]["config"] == cfg.id
 
 
 class _NoHalfBaseline(impls.BaselineImpl):
@@ -333,20 +377,15 @@ class _EnvProbe(nn.Module):
         return self.inner(x)
 
 
-def test_variant_provider_adds_named_paths_whose_switch_is_set_while_they_run(monkeypatch):
-    monkeypatch.setattr(variants, "_REGISTERED", [])
+def test_a_variant_row_adds_a_named_path_whose_switch_is_set_while_it_runs(monkeypatch):
     monkeypatch.delenv("RNNFUSED_BENCH_TEST_SWITCH", raising=False)
-
-    @variants.register_variant_provider
-    def provider(backend, device):
-        if backend != "cpu":
-            return None
-        return [variants.Variant("a", {"RNNFUSED_BENCH_TEST_SWITCH": "a"}),
-                {"name": "b", "env": {"RNNFUSED_BENCH_TEST_SWITCH": "b"}, "description": "path b"}]
-
+    monkeypatch.setitem(variants.VARIANTS, "cpu", [
+        variants.Variant("a", {"RNNFUSED_BENCH_TEST_SWITCH": "a"}, "path a"),
+        variants.Variant("b", {"RNNFUSED_BENCH_TEST_SWITCH": "b"}, "path b")])
     found = impls.discover(CPU, [torch.float32])
     assert [i.name for i in found if i.backend == "cpu"] == ["cpu:a", "cpu:b"]
     assert [i.name for i in impls.select(found, ["cpu"])] == ["torch-cpu", "cpu:a", "cpu:b"]
+    assert [i.name for i in impls.select(found, ["cpu:b"])] == ["torch-cpu", "cpu:b"]
 
     class Probe(impls.Impl):
         def build(self, baseline):
@@ -361,38 +400,53 @@ def test_variant_provider_adds_named_paths_whose_switch_is_set_while_they_run(mo
     assert "RNNFUSED_BENCH_TEST_SWITCH" not in os.environ, "the switch is restored after the variant ran"
 
 
-def test_backend_hook_takes_precedence_over_providers(monkeypatch):
-    from rnnfused.backends import get_backend
+def test_variant_table_names_the_switches_the_backends_read():
+    """Each row's switches exist in rnnfused (a renamed switch would silently time the automatic path), and
+    names are unique per backend."""
+    from rnnfused import _cuda
 
-    backend = get_backend("cpu", CPU, torch.float32)
-    monkeypatch.setattr(backend, "benchmark_variants",
-                        lambda device: [{"name": "hooked", "env": {"X": "1"}}], raising=False)
-    monkeypatch.setattr(variants, "_REGISTERED", [lambda b, d: [variants.Variant("provided")]])
-    assert [i.name for i in impls.discover(CPU) if i.backend == "cpu"] == ["cpu:hooked"]
-
-
-def provider_from_env(backend, device):
-    return [variants.Variant("viaenv")] if backend == "cpu" else None
-
-
-def test_providers_named_in_the_environment_are_imported(monkeypatch):
-    monkeypatch.setenv(variants.PROVIDERS_ENV, f"{__name__}:provider_from_env")
-    monkeypatch.setattr(variants, "_REGISTERED", [])
-    assert [i.name for i in impls.discover(CPU) if i.backend == "cpu"] == ["cpu:viaenv"]
-    monkeypatch.setenv(variants.PROVIDERS_ENV, "no_colon_here")
-    with pytest.raises(ValueError, match="package.module:function"):
-        impls.discover(CPU)
+    known = {"cuda": {_cuda.PATH_ENV_VAR, _cuda.GRAPHS_ENV_VAR, _cuda.TUNING_ENV_VAR}}
+    try:
+        from rnnfused._triton import dispatch
+    except ImportError:  # no triton here: its switch cannot be checked
+        pass
+    else:
+        known["triton"] = {dispatch.PATH_ENV}
+    for backend, rows in variants.VARIANTS.items():
+        names = [v.name for v in rows]
+        assert len(names) == len(set(names)), backend
+        assert all(v.description for v in rows), backend
+        if backend in known:
+            assert {k for v in rows for k in v.env} == known[backend], backend
+    assert variants.variants_for("cpu") == [variants.Variant()]
 
 
-def test_duplicate_variant_names_are_an_error(monkeypatch):
-    monkeypatch.setattr(variants, "_REGISTERED", [lambda b, d: [variants.Variant("x"), variants.Variant("x")]])
-    with pytest.raises(ValueError, match="twice"):
-        variants.variants_for("cpu", CPU)
+def test_cuda_table_has_an_opt_in_row_per_persistent_synchronisation_variant():
+    from rnnfused import _cuda
+
+    rows = variants.variants_for("cuda")
+    assert [v.name for v in rows if not v.opt_in] == ["", "stepwise", "graphs", "persistent"]
+    opt_in = [v for v in rows if v.opt_in]
+    assert [v.name for v in opt_in] == [f"persistent-{t}" for t in _cuda.PERSISTENT_VARIANTS]
+    for v, tuning in zip(opt_in, _cuda.PERSISTENT_VARIANTS):
+        assert v.env == {_cuda.GRAPHS_ENV_VAR: "0", _cuda.PATH_ENV_VAR: "persistent", _cuda.TUNING_ENV_VAR: tuning}
 
 
-def test_builtin_providers_only_answer_for_their_backend():
-    for provider in variants.BUILTIN_PROVIDERS:
-        assert provider("cpu", CPU) is None and provider("reference", CPU) is None
+def test_opt_in_rows_run_only_when_named_or_matched_by_a_pattern(monkeypatch):
+    monkeypatch.setitem(variants.VARIANTS, "cpu", [
+        variants.Variant("", {}, "auto"),
+        variants.Variant("sync-a", {"RNNFUSED_BENCH_TEST_SWITCH": "a"}, "a", opt_in=True),
+        variants.Variant("sync-b", {"RNNFUSED_BENCH_TEST_SWITCH": "b"}, "b", opt_in=True)])
+    found = impls.discover(CPU, [torch.float32])
+    assert [i.name for i in found if i.backend == "cpu"] == ["cpu", "cpu:sync-a", "cpu:sync-b"]
+    names = lambda wanted: [i.name for i in impls.select(found, wanted, CPU)]  # noqa: E731
+    assert names(None) == ["torch-cpu", "cpu"], "not in a default run"
+    assert names(["cpu"]) == ["torch-cpu", "cpu"], "nor selected by the backend's name"
+    assert names(["cpu:sync-b"]) == ["torch-cpu", "cpu:sync-b"]
+    assert names(["cpu:sync-*"]) == ["torch-cpu", "cpu:sync-a", "cpu:sync-b"]
+    assert names(["cpu*"]) == ["torch-cpu", "cpu", "cpu:sync-a", "cpu:sync-b"]
+    with pytest.raises(ValueError, match="'cuda:sync-\\*' cannot be measured here"):
+        impls.select(found, ["cuda:sync-*"], CPU)
 
 
 def test_patched_env_restores_previous_values(monkeypatch):
@@ -408,6 +462,15 @@ def _shapes(configs):
     return {(c.cell, c.dtype, c.batch, c.hidden, c.seq_len) for c in configs}
 
 
+@pytest.mark.parametrize("device_type", ["cuda", "cpu"])
+@pytest.mark.parametrize("name", ["default", "full"])
+def test_default_and_full_presets_have_packed_variable_lengths(device_type, name):
+    configs = presets.expand(presets.preset(device_type, name).blocks)
+    var = [c for c in configs if c.lengths == "var"]
+    assert var and {c.cell for c in var} >= {"lstm", "gru"} and {c.mode for c in var} == {"fwd", "fwdbwd"}
+    assert all(c.id.endswith(("-var-fwd", "-var-fwdbwd")) for c in var)
+
+
 def test_gpu_full_preset_holds_the_headline_configs_in_both_modes_and_fits_its_budget():
     full = presets.preset("cuda", "full")
     configs = presets.expand(full.blocks)
@@ -420,7 +483,7 @@ def test_gpu_full_preset_holds_the_headline_configs_in_both_modes_and_fits_its_b
                                                                                                         "fwdbwd"}
     assert _shapes(configs[:8]) == {("lstm", "fp16", 16, 768, 1024), ("lstm", "bf16", 8, 1024, 512),
                                     ("gru", "bf16", 16, 768, 1024), ("lstm", "fp32", 64, 512, 512)}, "headline first"
-    assert len(_shapes(configs)) <= 80 and full.time_budget_s is not None and full.time_budget_s <= 560
+    assert len({c.shape_key for c in configs}) <= 90 and full.time_budget_s is not None and full.time_budget_s <= 560
 
 
 def test_cpu_quick_preset_is_small_and_fp32():
@@ -448,6 +511,10 @@ def test_cli_list_and_bad_arguments(capsys):
             cli.main(["--quick", "--impls", "cuda", "--list"])
     with pytest.raises(SystemExit):
         cli.main(["--dtypes", "int8", "--list"])
+    with pytest.raises(SystemExit):
+        cli.main(["--preset", "nope", "--list"])
+    with pytest.raises(SystemExit):
+        cli.main(["--quick", "--full", "--list"])
 
 
 def test_cli_cell_loop_and_custom_sizes_run(tmp_path, capsys):
@@ -455,9 +522,51 @@ def test_cli_cell_loop_and_custom_sizes_run(tmp_path, capsys):
     assert cli.main(["--device", "cpu", "--quick", "--cells", "lstm", "--batch", "2", "--hidden", "6", "--seq", "3",
                      "--with-cell-loop", "--impls", "cpu", "--out", str(out), "--quiet", "--no-plots",
                      "--rep-ms", "1", "--warmup-ms", "0", "--strict"]) == 0
-    _, rows = report.read_csv(str(out / "results.csv"))
+    rows = report.read_csv(str(out / "results.csv"))
     assert [(r["impl"], r["status"]) for r in rows] == [("torch-cpu", "ok"), ("cpu", "ok"), ("cell-loop", "ok")] * 2
     assert not list(out.glob("*.png"))
+
+
+def test_cli_packed_variable_lengths_run_and_are_checked(tmp_path):
+    out = tmp_path / "v"
+    assert cli.main(["--device", "cpu", "--preset", "default", "--cells", "lstm,gru", "--dtypes", "fp32",
+                     "--batch", "3", "--hidden", "5", "--seq", "8", "--lengths", "var", "--impls", "cpu",
+                     "--with-cell-loop", "--out", str(out), "--quiet", "--no-plots", "--rep-ms", "1",
+                     "--warmup-ms", "0", "--strict"]) == 0
+    rows = report.read_csv(str(out / "results.csv"))
+    assert {r["config"] for r in rows} == {f"{c}-fp32-B3-H5-T8-var-{m}" for c in ("lstm", "gru")
+                                           for m in ("fwd", "fwdbwd")}
+    assert {r["lengths"] for r in rows} == {"var"}
+    for r in rows:
+        if r["impl"] == "cell-loop":
+            assert r["status"] == "skipped" and "PackedSequence" in r["note"]
+        else:
+            assert r["status"] == "ok" and r["check"] in ("base", "pass"), r
+
+
+def test_packed_workload_draws_seeded_lengths_in_range_and_feeds_every_impl_the_same():
+    from torch.nn.utils.rnn import PackedSequence
+
+    from benchmarks.workload import draw_lengths
+
+    for T in (1, 3, 8, 100):
+        lengths = draw_lengths(T, 64)
+        assert lengths.dtype == torch.int64 and int(lengths.min()) >= max(1, math.ceil(T / 4))
+        assert int(lengths.max()) <= T and torch.equal(lengths, draw_lengths(T, 64))
+    assert len(set(draw_lengths(100, 64).tolist())) > 10, "drawn, not constant"
+    cfg = BenchConfig("gru", "fp32", 5, 6, 9, "fwdbwd", input_size=3, bidirectional=True, lengths="var")
+    w = Workload(cfg, CPU)
+    x = w.inputs[0]
+    assert isinstance(x, PackedSequence) and x.data.requires_grad and x.data.shape == (int(w.lengths.sum()), 3)
+    assert w.upstream[0].shape == (int(w.lengths.sum()), 12)
+    fused = impls.FusedImpl("cpu").build(w.baseline)
+    base = w.call(w.baseline, "fwdbwd", 1)
+    got = w.call(fused, "fwdbwd", 1)
+    assert got[0].shape == (int(w.lengths.sum()), 12) and got[2].shape == x.data.shape
+    for a, b in zip(got, base):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    err, _ = w.error_vs_truth(fused, "fwdbwd")
+    assert err < 1e-4
 
 
 def test_progress_is_a_bar_on_a_terminal_and_sparse_lines_in_logs():
@@ -496,8 +605,10 @@ def test_plots_skip_groups_without_a_sweep(tmp_path):
 def test_cuda_event_timer_and_peak_memory():
     dev = torch.device("cuda")
     a = torch.randn(1024, 1024, device=dev)
-    stats = timing.time_cuda(lambda i: a @ a, TimerSettings(warmup_s=0.01, rep_s=0.02, min_reps=5))
-    assert stats.reps >= 5 and 0 < stats.p20 <= stats.median <= stats.p80
+    for flush in (True, False):
+        stats = timing.time_cuda(lambda i: a @ a, TimerSettings(warmup_s=0.01, rep_s=0.02, min_reps=5,
+                                                                flush_l2=flush))
+        assert stats.reps >= 5 and 0 < stats.p20 <= stats.median <= stats.p80
     assert timing.time_fn(lambda i: a @ a, dev, FAST).reps == 3
     peak = timing.peak_memory_mb(lambda: torch.empty(64 * 2**20, dtype=torch.uint8, device=dev), dev)
     assert peak >= 64

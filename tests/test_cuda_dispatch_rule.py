@@ -6,6 +6,7 @@ dispatch.cpp's choose_path() calls — so the rule itself runs here without a GP
 rewrites the table from a benchmark CSV, is checked by feeding its output to the same parser.
 """
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -120,13 +121,15 @@ def test_malformed_tables_are_rejected_with_the_line(rule, tmp_path, text, why):
 
 # ----------------------------------------------------------------------------------- regenerating the table
 def _write_csv(path, timings):
-    """A benchmark results.csv (benchmarks/report.py's columns) with (cell, dtype, hidden, batch, variant, ms)."""
+    """A benchmark results.csv (benchmarks/report.py's columns: a plain CSV) with (cell, dtype, hidden, batch,
+    variant, ms), and the run's metadata.json next to it."""
+    with open(os.path.join(os.path.dirname(path), "metadata.json"), "w") as f:
+        json.dump({"device": "NVIDIA H200", "date": "2026-12-01", "torch": "2.11.0+cu130",
+                   "columns": {"median_ms": "..."}}, f)
     columns = ["config", "cell", "dtype", "batch", "hidden", "input_size", "seq_len", "layers", "bidirectional",
                "mode", "impl", "backend", "variant", "status", "check", "check_err", "check_tol", "median_ms",
                "p20_ms", "p80_ms", "us_per_step", "peak_mb", "speedup", "reps", "note"]
     with open(path, "w", newline="") as f:
-        f.write("# rnnfused benchmark results\n# device: NVIDIA H200\n# date: 2026-12-01\n# torch: 2.11.0+cu130\n")
-        f.write("# - baseline: cudnn; speedup = baseline median / impl median\n")
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for cell, dtype, hidden, batch, variant, ms in timings:

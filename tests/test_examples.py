@@ -1,6 +1,6 @@
-"""The examples under examples/: each --quick run learns (on the cpu backend), the nn.* <-> rnnfused swap keeps the
-weights, sentiment.py gives the same loss trajectory on nn.LSTM and on FusedLSTM, and the shipped data files are
-what examples/data/make_data.py writes.
+"""The examples under examples/: each --quick run learns (on the cpu backend), sentiment.py gives the same loss
+trajectory on nn.LSTM and after rnnfused.convert (tests/test_convert.py tests convert itself), and the shipped data
+files are what examples/data/make_data.py writes.
 
 Bounds come from observed --quick runs (seeds 0-4, cpu backend, 2-core CPU; quoted in each test) with a wide margin,
 and each sits far from what a run that does not learn reaches: with the gradients zeroed every metric stays at its
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -95,27 +94,6 @@ def test_sentiment_same_loss_trajectory_with_nn_lstm_and_fused_lstm(tmp_path):
     assert len(got) == len(expected) > 50
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
     assert got[-10:].mean() < got[:10].mean()  # and it trained
-
-
-def test_use_impl_swaps_layers_and_keeps_weights():
-    common = example("common")
-    import rnnfused
-
-    model = nn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True), nn.ModuleList([nn.GRUCell(4, 4)]),
-                          nn.RNN(4, 4, nonlinearity="relu"), nn.Linear(4, 2))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    common.use_impl(model, "fused", backend="cpu")
-    assert type(model[0]) is rnnfused.FusedLSTM and model[0].backend == "cpu"
-    assert type(model[1][0]) is rnnfused.FusedGRUCell and type(model[2]) is rnnfused.FusedRNN
-    assert model[2].mode == "RNN_RELU" and type(model[3]) is nn.Linear
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), k
-    common.use_impl(model, "nn")
-    assert type(model[0]) is nn.LSTM and type(model[1][0]) is nn.GRUCell and type(model[2]) is nn.RNN
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), k
-    with pytest.raises(ValueError, match="impl"):
-        common.use_impl(model, "cudnn")
 
 
 def test_shipped_data_is_what_make_data_writes():

@@ -81,6 +81,10 @@ def test_each_call_writes_at_most_8_files(tree, tmp_path, mode, expected):
     else:
         assert calls.count("-m benchmarks --quiet --no-plots --time-budget") == 3, calls
         assert "-m benchmarks.crossover" in calls and "persistent_crossover.txt" in summary
+        assert "/crossover/metadata.json --write" in calls, "the table's source line reads the run's metadata"
+        # The persistent synchronisation variants are rows of benchmarks/variants.py, selected by a pattern.
+        assert re.search(r"--impls cuda:stepwise,cuda:persistent-\* --cells", calls), calls
+        assert "RNNFUSED_BENCH_VARIANTS" not in open(SCRIPT).read()
 
 
 def test_second_call_reuses_the_build(tree, tmp_path):
