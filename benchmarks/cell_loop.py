@@ -15,13 +15,15 @@ times per config (interleaved, so slow phases of a busy machine hit both), and t
 side's median is reported with the p20/p80 of the round medians. Before timing, a spot check compares the two loops'
 outputs and gradients (float64: 1e-9, float32: 1e-4) and refuses to time a config that fails it.
 
-Writes ``cells.csv`` (with a metadata header: device, versions, threads, load average, command, date) and
-``cells.md`` (a markdown table) into ``--out``.
+Writes ``cells.csv`` (a plain CSV, one header row), ``cells_metadata.json`` (device, versions, threads, load average,
+command, date, timer) and ``cells.md`` (a markdown table) into ``--out``.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
+import json
 import os
 import statistics
 import sys
@@ -33,9 +35,10 @@ from torch import nn
 
 from rnnfused._cells import CELL_KINDS, CellKind
 
-from . import env_info
+from rnnfused import info
+
 from .config import CELLS  # the registry's nn families: lstm, gru, rnn
-from .timing import TimerSettings, quantile, time_fn
+from .timing import TimerSettings, describe, quantile, time_fn
 
 __all__ = ["main", "CellConfig", "measure"]
 
@@ -146,10 +149,9 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write_csv(path: str, rows: List[Dict], meta: Dict[str, str]) -> None:
+def write_csv(path: str, rows: List[Dict]) -> None:
+    """A plain CSV (header row, then one row per config and mode): csv.DictReader / pandas read it as is."""
     with open(path, "w", newline="") as f:
-        for k, v in meta.items():
-            f.write(f"# {k}: {v}\n")
         w = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
@@ -216,9 +218,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         settings = TimerSettings(warmup_s=0.02, rep_s=args.rep_ms / 1e3, min_reps=5, max_reps=200)
-        meta = env_info.collect(device, ["cells"] + list(sys.argv[2:] if argv is None else argv))
-        meta["timer"] = (f"{'CUDA events' if device.type == 'cuda' else 'time.perf_counter'}, warm-up 20 ms, "
-                         f"repetitions for {args.rep_ms:g} ms (5..200), {args.rounds} interleaved rounds")
+        meta = info.environment(device)
+        meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        meta["command"] = " ".join(["python -m benchmarks cells"] + list(sys.argv[2:] if argv is None else argv))
+        meta["timer"] = f"{describe(device, settings)}; {args.rounds} interleaved rounds"
         configs = [CellConfig(c, d, b, h, args.steps) for c in args.cells for d in args.dtypes for b in args.batch
                    for h in args.hidden]
         rows: List[Dict] = []
@@ -231,7 +234,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if hasattr(os, "getloadavg"):
             meta["load_average_after"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
         os.makedirs(args.out, exist_ok=True)
-        write_csv(os.path.join(args.out, "cells.csv"), rows, meta)
+        write_csv(os.path.join(args.out, "cells.csv"), rows)
+        with open(os.path.join(args.out, "cells_metadata.json"), "w") as f:
+            json.dump(meta, f, indent=1)
         table = markdown(rows, meta)
         with open(os.path.join(args.out, "cells.md"), "w") as f:
             f.write(table)

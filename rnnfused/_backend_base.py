@@ -20,6 +20,22 @@ class LayerBackend:
     ``run(kind, x)`` takes :class:`rnnfused._inputs.LayerInputs` and returns ``(output, h_n, c_n)`` (``c_n`` is None
     for cells without a cell state). ``unavailable(device, dtype)`` returns None when the backend can run such
     tensors here, else a sentence saying why not.
+
+    Args (of ``run``):
+        kind: the cell (:class:`rnnfused._cells.CellKind`).
+        x: one validated, time-major layer-direction: input ``[T, B, I]``, h0 ``[B, H_out]``, c0 ``[B, H]`` (LSTM),
+            weights and biases as in ``nn.*``, lengths ``[B]`` or None, reverse.
+
+    Returns (of ``run``):
+        ``output [T, B, H_out]``, ``h_n [B, H_out]``, ``c_n [B, H]`` or None.
+
+    Example::
+
+        class MyBackend(LayerBackend):
+            name = "triton"                      # replaces the built-in one once registered
+            def unavailable(self, device, dtype): return None if device.type == "cuda" else "CUDA tensors only"
+            def run(self, kind, x): ...
+        rnnfused.backends.register_backend(MyBackend())
     """
 
     name: str = ""

@@ -46,9 +46,25 @@ def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size:
               device=None, explain: bool = False) -> Union[str, Tuple[str, str]]:
     """The CUDA path ("stepwise" or "persistent") one layer-direction of this configuration takes.
 
-    ``cell``: lstm, gru, rnn_tanh, rnn_relu; ``lengths``: whether per-row lengths are given; ``device``: a CUDA
-    device (default: the current one). With ``explain=True`` returns ``(path, why)``, ``why`` naming the fit rule's
-    verdict or the crossover-table row that decided.
+    Args:
+        cell: a registry cell name: lstm, gru, rnn_tanh, rnn_relu.
+        seq_len, batch, input_size, hidden_size, proj_size: the layer's sizes (proj_size: LSTM only).
+        dtype: the input's dtype; bias: whether the layer has biases; lengths: whether per-row lengths are given;
+            reverse: the backward direction of a bidirectional layer.
+        device: a CUDA device (default: the current one).
+        explain: also return why.
+
+    Returns:
+        ``"stepwise"`` or ``"persistent"``; with ``explain=True`` ``(path, why)``, ``why`` naming the fit rule's
+        verdict or the crossover-table row that decided.
+
+    Raises:
+        RuntimeError: without a CUDA build of the extension; ValueError for a dtype that is not a torch.dtype.
+
+    Example::
+
+        >>> rnnfused.cuda_path("lstm", 512, 8, 256, 256, dtype=torch.bfloat16, explain=True)
+        ('persistent', 'fits (...); crossover table: batch 8 <= 64')
     """
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch.dtype, got {dtype!r}")
@@ -60,8 +76,22 @@ def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size:
 
 
 def load_crossover_table(path: Optional[str] = None) -> str:
-    """Hands the crossover table at ``path`` (default: the one shipped in the package) to the dispatch rule; returns
-    the table in force, in one line. A malformed file raises and leaves the previous table in place."""
+    """Hands the crossover table at ``path`` to the dispatch rule (without a rebuild).
+
+    Args:
+        path: a table in the format of ``rnnfused/persistent_crossover.txt`` (default: that file, shipped in the
+            package), e.g. one written by ``python -m benchmarks.crossover results.csv --write PATH``.
+
+    Returns:
+        The table now in force, in one line (as :func:`persistent_crossover`).
+
+    Raises:
+        RuntimeError: a malformed table (naming the line); the previous table stays in force. OSError: unreadable.
+
+    Example::
+
+        >>> rnnfused.load_crossover_table("bench_out/persistent_crossover.txt")
+    """
     path = path or CROSSOVER_FILE
     with open(path) as f:
         text = f.read()
@@ -71,21 +101,44 @@ def load_crossover_table(path: Optional[str] = None) -> str:
 
 
 def persistent_crossover() -> str:
-    """The crossover table the dispatch rule reads, in one line (its source and rows)."""
+    """The crossover table the dispatch rule reads, in one line: ``"source: ...; <row>; <row>"``.
+
+    Example::
+
+        >>> rnnfused.persistent_crossover()
+        'source: not measured (default: persistent path up to batch 64); ...'
+    """
     return _cuda_module().persistent_crossover()
 
 
 def persistent_stall() -> Optional[dict]:
-    """The record of a persistent launch the watchdog abandoned (a producer never arrived): a dict with ``message``,
-    ``cta``, ``warp``, ``phase``, ``producer``, ``seen``, ``target``, ``ctas``, ``phases``, ``direction``,
-    ``variant``, ``spins``; None when there is none. Reading clears it. Call ``torch.cuda.synchronize()`` first: the
-    kernel writes it asynchronously. (The next persistent launch also raises it as its error.)"""
+    """The record of a persistent launch the watchdog abandoned (a producer never arrived).
+
+    Returns:
+        None when there is none, else a dict with ``message``, ``cta``, ``warp``, ``phase``, ``producer``, ``seen``,
+        ``target``, ``ctas``, ``phases``, ``direction``, ``variant``, ``spins``. Reading clears it. Call
+        ``torch.cuda.synchronize()`` first: the kernel writes it asynchronously. (The next persistent launch also
+        raises it as its error.)
+
+    Example::
+
+        >>> torch.cuda.synchronize(); rnnfused.persistent_stall()   # None: no launch was abandoned
+    """
     return _cuda_module().persistent_stall()
 
 
 def cuda_arches() -> Tuple[str, ...]:
-    """The code targets the CUDA kernels were built for (``sm_XY``: machine code; ``compute_XY``: PTX that newer GPUs
-    JIT-compile); empty without a CUDA build."""
+    """The code targets the CUDA kernels were built for.
+
+    Returns:
+        A tuple of ``sm_XY`` (machine code) and ``compute_XY`` (PTX that newer GPUs JIT-compile); empty without a CUDA
+        build.
+
+    Example::
+
+        >>> rnnfused.cuda_arches()
+        ('sm_80', 'sm_90', 'compute_90')
+    """
     return tuple(getattr(_extension.extension(), "cuda_arches", ())) if _extension.extension_loaded() else ()
 
 
@@ -115,10 +168,32 @@ def cuda_graphs_enabled() -> bool:
 
 
 def cuda_graph_stats() -> dict:
+    """Counters of the step-wise path's CUDA-graph cache (``RNNFUSED_CUDA_GRAPHS=1``).
+
+    Returns:
+        ``{"captures": int, "replays": int, "cached": int}``.
+
+    Raises:
+        RuntimeError: without a CUDA build of the extension.
+
+    Example::
+
+        >>> rnnfused.cuda_graph_stats()
+        {'captures': 0, 'replays': 0, 'cached': 0}
+    """
     return dict(_cuda_module().cuda_graph_stats())
 
 
 def clear_cuda_graphs() -> None:
+    """Drops every cached CUDA graph (and the memory its static buffers hold).
+
+    Raises:
+        RuntimeError: without a CUDA build of the extension.
+
+    Example::
+
+        >>> rnnfused.clear_cuda_graphs()
+    """
     _cuda_module().clear_cuda_graphs()
 
 

@@ -99,8 +99,27 @@ def extension() -> Optional[ModuleType]:
 
 
 def extension_loaded() -> bool:
+    """Whether the compiled ops (rnnfused._C) are loaded; when not, only the ``reference`` backend runs.
+
+    Returns:
+        True or False (``rnnfused.EXTENSION_ERROR`` then says why: not built, or built for another torch).
+
+    Example::
+
+        >>> rnnfused.extension_loaded() or print(rnnfused.EXTENSION_ERROR)
+    """
     return _C is not None
 
 
 def cuda_built() -> bool:
+    """Whether the loaded extension holds the CUDA kernels (the ``cuda`` backend).
+
+    Returns:
+        True for a CUDA build (``rnnfused.cuda_arches()`` lists its targets); False for a CPU-only build or none.
+
+    Example::
+
+        >>> rnnfused.cuda_built()
+        False
+    """
     return _C is not None and bool(getattr(_C, "built_with_cuda", False))

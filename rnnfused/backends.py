@@ -86,7 +86,15 @@ _AUTO_ORDER = {"cuda": ("cuda", "triton", "reference"), "cpu": ("cpu", "referenc
 
 
 def register_backend(backend: LayerBackend) -> None:
-    """Adds (or replaces) a backend under ``backend.name``; it then takes part in ``backend=`` lookups by name."""
+    """Adds (or replaces) a backend under ``backend.name``; it then takes part in ``backend=`` lookups by name.
+
+    Args:
+        backend: a :class:`LayerBackend` whose ``name`` is one of ``BACKENDS``.
+
+    Example::
+
+        >>> rnnfused.backends.register_backend(MyTritonBackend())   # replaces the built-in "triton" backend
+    """
     _REGISTRY[backend.name] = backend
 
 
@@ -103,6 +111,14 @@ def unavailable_reason(name: str, device: torch.device | str, dtype: torch.dtype
     """None when backend ``name`` can run tensors of this device and dtype here, else a sentence saying why not
     (not built, no GPU, wrong device, Triton missing, …).
 
+    Args:
+        name: a backend name from ``BACKENDS`` (anything else gives a reason too, never an exception).
+        device: the tensors' device (``torch.device`` or a string such as ``"cuda:1"``).
+        dtype: the tensors' floating dtype.
+
+    Returns:
+        None, or the reason as one sentence.
+
     Example::
 
         >>> rnnfused.backends.unavailable_reason("cuda", "cpu")
@@ -117,8 +133,21 @@ def unavailable_reason(name: str, device: torch.device | str, dtype: torch.dtype
 
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> list:
-    """The backends that can run tensors of ``device`` and ``dtype`` here, e.g. ``['reference', 'cpu']`` on a CPU
-    machine (``python -m rnnfused.info`` prints the reasons for the others)."""
+    """The backends that can run tensors of ``device`` and ``dtype`` here (``python -m rnnfused.info`` prints the
+    reasons for the others).
+
+    Args:
+        device: the tensors' device (default ``"cpu"``).
+        dtype: the tensors' dtype (default float32).
+
+    Returns:
+        A list of backend names, in ``BACKENDS`` order.
+
+    Example::
+
+        >>> rnnfused.available_backends("cpu")
+        ['reference', 'cpu']
+    """
     return [name for name in BACKENDS if unavailable_reason(name, device, dtype) is None]
 
 
@@ -129,8 +158,17 @@ def resolve_backend(backend: Optional[str], device: torch.device | str, dtype: t
         backend: a name from ``BACKENDS``, ``"auto"``, or None (then ``RNNFUSED_BACKEND``, else ``"auto"``).
         device, dtype: of the tensors to run.
 
+    Returns:
+        The backend name (``auto`` resolved): ``cuda`` or ``triton`` on CUDA tensors, ``cpu`` on CPU tensors, else
+        ``reference``.
+
     Raises:
         RuntimeError: a backend named explicitly (argument or environment) that cannot run here, with the reason.
+
+    Example::
+
+        >>> rnnfused.resolve_backend(None, "cpu", torch.float32)
+        'cpu'
     """
     device = torch.device(device)
     name = backend if backend is not None else os.environ.get(ENV_VAR, "").strip() or "auto"
@@ -148,4 +186,11 @@ def resolve_backend(backend: Optional[str], device: torch.device | str, dtype: t
 
 
 def get_backend(backend: Optional[str], device: torch.device | str, dtype: torch.dtype) -> LayerBackend:
+    """The :class:`LayerBackend` object :func:`resolve_backend` selects (same arguments and errors).
+
+    Example::
+
+        >>> rnnfused.backends.get_backend("reference", "cpu", torch.float64).name
+        'reference'
+    """
     return _REGISTRY[resolve_backend(backend, device, dtype)]

@@ -27,8 +27,24 @@ __all__ = ["lstm", "gru", "rnn", "run_layer"]
 
 
 def run_layer(kind: CellKind, x: LayerInputs, backend: Optional[str] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Runs one already validated layer-direction (time-major) on the selected backend: ``(output, h_n, c_n)`` with
-    ``c_n`` None for cells without a cell state. The modules call this once per layer and direction."""
+    """Runs one already validated layer-direction (time-major) on the selected backend. The modules call this once
+    per layer and direction; users want :func:`lstm`, :func:`gru` or :func:`rnn`, which validate first.
+
+    Args:
+        kind: the cell (``rnnfused._cells.cell_kind("lstm")``, ...).
+        x: :class:`rnnfused._inputs.LayerInputs`: input ``[T, B, I]``, h0 ``[B, H_out]``, c0 ``[B, H]`` (LSTM), weights,
+            biases, w_hr, lengths ``[B]`` or None, reverse.
+        backend: as for the modules (None: ``RNNFUSED_BACKEND``, else ``auto``).
+
+    Returns:
+        ``output [T, B, H_out]``, ``h_n [B, H_out]``, ``c_n [B, H]`` (None for cells without a cell state).
+
+    Example::
+
+        >>> x = LayerInputs(torch.randn(4, 2, 3), torch.zeros(2, 5), None, torch.randn(15, 3), torch.randn(15, 5),
+        ...                 None, None, None, None, False)
+        >>> out, h_n, _ = run_layer(cell_kind("gru"), x, "cpu")
+    """
     return backends.get_backend(backend, x.input.device, x.input.dtype).run(kind, x)
 
 

@@ -630,3 +630,20 @@ def test_cudnn_baseline_and_fused_backends_on_gpu(dtype):
             assert r.status == "ok" and r.peak_mb is not None and r.peak_mb > 0
         if r.status == "ok":
             assert r.stats.median > 0 and r.peak_mb is not None
+
+
+def test_cell_loop_subcommand_writes_a_plain_csv_and_metadata(tmp_path):
+    """``python -m benchmarks cells``: every config is checked against nn.*Cell and timed; cells.csv reads with
+    csv.DictReader as is (no comment lines), the run's environment goes to cells_metadata.json."""
+    from benchmarks import cell_loop
+
+    rc = cell_loop.main(["--cells", "lstm,rnn", "--dtypes", "fp64", "--batch", "2", "--hidden", "3", "--steps", "2",
+                         "--rounds", "1", "--rep-ms", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    with open(tmp_path / "cells.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["cell"], r["mode"], r["status"]) for r in rows] == [
+        ("lstm", "fwd", "ok"), ("lstm", "fwdbwd", "ok"), ("rnn", "fwd", "ok"), ("rnn", "fwdbwd", "ok")]
+    assert all(float(r["nn_ms"]) > 0 and float(r["fused_ms"]) > 0 for r in rows)
+    meta = json.loads((tmp_path / "cells_metadata.json").read_text())
+    assert meta["command"].startswith("python -m benchmarks cells") and "torch" in meta and "timer" in meta
