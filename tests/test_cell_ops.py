@@ -145,17 +145,12 @@ def make_modules(kind, bias=True, dtype=torch.float64, I=4, H=6):
     return ref, fcls.from_module(ref)
 
 
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_fused_cells_match_nn_cells_float64_through_the_cell_op(kind, bias):
-    ref, fused = make_modules(kind, bias)
-    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    h = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
-    hx = (h, torch.randn(3, 6, dtype=torch.float64, requires_grad=True)) if kind == "lstm" else h
+def _assert_cell_op_matches_nn(kind, ref, fused, x, hx):
+    """fused(x, hx) ran the single-step op (its autograd node, not the sequence op with T = 1) and equals ref(x, hx)
+    in float64: outputs and the gradients of input, states and every parameter."""
     exp, got = ref(x, hx), fused(x, hx)
     exp = exp if isinstance(exp, tuple) else (exp,)
     got = got if isinstance(got, tuple) else (got,)
-    # The module ran the single-step op (its autograd node), not the sequence op with T = 1.
     assert f"rnnfused_{kind}_cell" in type(got[0].grad_fn).__name__
     leaves = [x] + (list(hx) if isinstance(hx, tuple) else [hx])
     up = [torch.randn_like(e) for e in exp]
@@ -163,6 +158,16 @@ def test_fused_cells_match_nn_cells_float64_through_the_cell_op(kind, bias):
     gg = torch.autograd.grad(got, leaves + list(fused.parameters()), up)
     for a, e in zip(list(got) + list(gg), list(exp) + list(ge)):
         torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_fused_cells_match_nn_cells_float64_through_the_cell_op(kind, bias):
+    ref, fused = make_modules(kind, bias)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    hx = (h, torch.randn(3, 6, dtype=torch.float64, requires_grad=True)) if kind == "lstm" else h
+    _assert_cell_op_matches_nn(kind, ref, fused, x, hx)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -253,16 +258,7 @@ def test_cuda_cell_op_matches_nn_cell_float64(kind):
     x = torch.randn(5, 4, dtype=torch.float64, device="cuda", requires_grad=True)
     h = torch.randn(5, 6, dtype=torch.float64, device="cuda", requires_grad=True)
     hx = (h, torch.randn_like(h).requires_grad_()) if kind == "lstm" else h
-    exp, got = ref(x, hx), fused(x, hx)
-    exp = exp if isinstance(exp, tuple) else (exp,)
-    got = got if isinstance(got, tuple) else (got,)
-    assert f"rnnfused_{kind}_cell" in type(got[0].grad_fn).__name__
-    leaves = [x] + (list(hx) if isinstance(hx, tuple) else [hx])
-    up = [torch.randn_like(e) for e in exp]
-    ge = torch.autograd.grad(exp, leaves + list(ref.parameters()), up)
-    gg = torch.autograd.grad(got, leaves + list(fused.parameters()), up)
-    for a, e in zip(list(got) + list(gg), list(exp) + list(ge)):
-        torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
+    _assert_cell_op_matches_nn(kind, ref, fused, x, hx)
 
 
 @requires_cuda
