@@ -291,3 +291,28 @@ def test_bf16_runs_the_stepwise_path():
     got = run_backend(case.kind, x, "cpu")
     for a, b in zip(got, expected):
         assert torch.equal(a, b)
+
+
+# -------------------------------------------------------------------------------------------- scratch reuse
+def _results(case):
+    x = make_inputs(case)
+    upstream = random_like(run_backend(case.kind, x, "cpu"), seed=3)
+    outs, grads = outputs_and_grads(case.kind, x, "cpu", upstream)
+    return [t.detach() for t in outs] + [g for g in grads if g is not None]
+
+
+def test_scratch_buffers_are_reused_and_never_leak_into_results():
+    """The fused path keeps its internal [T, B, G*H] buffers between calls (csrc/cpu/scratch.h): results of calls
+    of growing and shrinking sizes equal those computed with fresh buffers, and an earlier result is untouched by
+    later calls."""
+    extension()._cpu_release_scratch()
+    small, large = Case("gru", B=3, T=4, I=5, H=6), Case("gru", B=7, T=9, I=5, H=20, lengths=(9, 3, 5, 1, 9, 2, 8))
+    with _cpu._forced(path="fused"):
+        first = _results(small)
+        kept = [t.clone() for t in first]
+        _results(large)  # grows the buffers and overwrites them
+        again = _results(small)
+        assert extension()._cpu_release_scratch() > 0
+        fresh = _results(small)
+    for a, b, c, d in zip(first, kept, again, fresh):
+        assert torch.equal(a, b) and torch.equal(c, d) and torch.equal(a, d)

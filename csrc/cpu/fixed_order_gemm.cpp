@@ -35,9 +35,9 @@ void for_each_piece(int64_t n, const Fn& fn) {
 
 }  // namespace
 
-at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias) {
+at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias, at::Tensor out) {
   const int64_t M = a.size(0), N = b.size(1);
-  at::Tensor out = at::empty({M, N}, a.options());
+  if (!out.defined()) out = at::empty({M, N}, a.options());
   const Split s = split_rows(M, 256, 16);
   for_each_piece(s.pieces, [&](int64_t c) {
     const int64_t r0 = c * s.rows, rows = std::min(s.rows, M - r0);
@@ -52,22 +52,15 @@ at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Te
 }
 
 at::Tensor fixed_order_mm_tn(const at::Tensor& a, const at::Tensor& b) {
-  const int64_t K = a.size(0), M = a.size(1), N = b.size(1);
-  const Split s = split_rows(K, 1024, 8);
-  at::Tensor out = at::empty({M, N}, a.options());                                               // piece 0
-  at::Tensor partial = s.pieces > 1 ? at::empty({s.pieces - 1, M, N}, a.options()) : at::Tensor();  // pieces 1..
+  const int64_t M = a.size(1), N = b.size(1);
+  at::Tensor out = at::empty({M, N}, a.options());
+  // Pieces = blocks of output rows (columns of a), each one single-threaded GEMM over the whole of K: no partial sums
+  // to store and add (splitting K instead measured 1.4x slower for dW of an LSTM B=64 H=512 T=128 layer, 2026-11-30).
+  const Split s = split_rows(M, 128, 8);
   for_each_piece(s.pieces, [&](int64_t c) {
-    const int64_t k0 = c * s.rows, rows = std::min(s.rows, K - k0);
-    at::Tensor dst = c == 0 ? out : partial.select(0, c - 1);
-    at::mm_out(dst, a.narrow(0, k0, rows).t(), b.narrow(0, k0, rows));
-  });
-  if (s.pieces == 1) return out;
-  // Σ over pieces in order 0, 1, 2, ... for every element; the output rows are shared out among the threads.
-  const Split rows = split_rows(M, 16, 16);
-  for_each_piece(rows.pieces, [&](int64_t c) {
-    const int64_t r0 = c * rows.rows, n = std::min(rows.rows, M - r0);
-    at::Tensor acc = out.narrow(0, r0, n);
-    for (int64_t p = 0; p + 1 < s.pieces; ++p) acc.add_(partial.select(0, p).narrow(0, r0, n));
+    const int64_t r0 = c * s.rows, rows = std::min(s.rows, M - r0);
+    at::Tensor out_rows = out.narrow(0, r0, rows);
+    at::mm_out(out_rows, a.narrow(1, r0, rows).t(), b);
   });
   return out;
 }

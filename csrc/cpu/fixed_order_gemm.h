@@ -17,10 +17,12 @@ namespace cpu {
 
 // bias [N] (or undefined) + a [M, K] · b [K, N] -> [M, N] contiguous; pieces = row blocks of a (M large, K and N
 // moderate: the input projection, dX). a and b may be transposed views.
-at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = at::Tensor());
+// `out`: a contiguous [M, N] tensor to write into (e.g. a scratch buffer), or undefined for a new one.
+at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = at::Tensor(),
+                          at::Tensor out = at::Tensor());
 
-// aᵀ · b for a [K, M], b [K, N] -> [M, N] contiguous; pieces = blocks of K, summed in order (K = T·B large, M and N
-// moderate: the weight gradients Σ_t dgates_tᵀ x_t).
+// aᵀ · b for a [K, M], b [K, N] -> [M, N] contiguous; pieces = blocks of output rows, each over all of K (K = T·B
+// large, M and N moderate: the weight gradients Σ_t dgates_tᵀ x_t).
 at::Tensor fixed_order_mm_tn(const at::Tensor& a, const at::Tensor& b);
 
 // [N] column sums of x [M, N] (any strides).

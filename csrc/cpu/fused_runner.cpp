@@ -8,6 +8,7 @@
 #include "cpu_path.h"
 #include "fixed_order_gemm.h"
 #include "fused/kernel_api.h"
+#include "scratch.h"
 
 namespace rnnfused {
 namespace cpu {
@@ -98,7 +99,8 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const int64_t workers = team_workers(B, GH, H_out, panels);
 
   // [T, B, G*H]  input projection of every step with b_ih: one GEMM.
-  const at::Tensor xg = fixed_order_mm(a.input.view({T * B, a.I}), a.w_ih.t(), a.b_ih);
+  const at::Tensor xg = fixed_order_mm(a.input.view({T * B, a.I}), a.w_ih.t(), a.b_ih,
+                                       scratch(ScratchSlot::kInputGates, {T * B, GH}, opts));
   const at::Tensor b_hh = a.b_hh.defined() ? a.b_hh : at::zeros({GH}, opts);  // [G*H]
 
   ForwardResult r;
@@ -163,8 +165,9 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
 
   const at::Tensor grad_out = masked_grad_output(a, grad_output);  // [T, B, H_out]
   const at::Tensor h_prev = previous_states(a, fwd.output, a.h0);  // [T, B, H_out]
-  const at::Tensor dgx = at::empty({T, B, GH}, opts);                                         // [T, B, G*H]
-  const at::Tensor dgh = Cell::kSplitRecurrentGrad ? at::empty({T, B, GH}, opts) : dgx;       // [T, B, G*H]
+  const at::Tensor dgx = scratch(ScratchSlot::kGateGrads, {T, B, GH}, opts);  // [T, B, G*H]
+  const at::Tensor dgh =
+      Cell::kSplitRecurrentGrad ? scratch(ScratchSlot::kRecurrentGateGrads, {T, B, GH}, opts) : dgx;  // [T, B, G*H]
   const at::Tensor dh_seq = proj ? at::empty({T, B, H_out}, opts) : at::Tensor();             // [T, B, H_out]
   const at::Tensor dh_direct = proj ? at::Tensor() : at::empty({B, H_out}, opts);            // [B, H_out]
   const at::Tensor dc = lstm ? grad_c_n.to(opts.dtype()).clone(at::MemoryFormat::Contiguous) : at::Tensor();  // [B, H]

@@ -6,6 +6,7 @@
 
 #include "cpu_path.h"
 #include "fixed_order_gemm.h"
+#include "scratch.h"
 
 namespace rnnfused {
 namespace cpu {
@@ -22,6 +23,8 @@ void bind_python(pybind11::module_& m) {
   m.def("_cpu_force_path", &force_path, py::arg("path"));
   m.def("_cpu_force_isa", &force_isa, py::arg("isa"));
   m.def("_cpu_force_workers", &force_workers, py::arg("workers"));
+  m.def("_cpu_release_scratch", &release_scratch,
+        "Frees this thread's reused scratch buffers of the fused CPU path (csrc/cpu/scratch.h); returns the bytes");
   // The thread-count-independent GEMMs of the fused path's big products (tests and benchmarks).
   m.def("_fixed_order_mm", [](const at::Tensor& a, const at::Tensor& b) { return fixed_order_mm(a, b); });
   m.def("_fixed_order_mm_tn", [](const at::Tensor& a, const at::Tensor& b) { return fixed_order_mm_tn(a, b); });
