@@ -110,11 +110,16 @@ def _extension():
 
     # cuda/persistent/pack.cpp is plain ATen: every build has the weight-packing op, so CPU tests check its layout.
     cpp_sources = ["csrc/module.cpp", "csrc/ops.cpp", "csrc/cuda/persistent/pack.cpp"]
-    cpp_sources += _sources("sequence/*.cpp", "cpu/*.cpp")
+    cpp_sources += _sources("sequence/*.cpp", "cpu/*.cpp", "cpu/fused/*.cpp")
     # -fno-trapping-math lets GCC if-convert the selects in the vectorized CPU loops (results are unchanged).
-    cxx_flags = ["-O3", "-fno-trapping-math"]
+    # -fopenmp: at::parallel_for is an OpenMP region compiled into the caller (ATen/ParallelOpenMP.h); without it
+    # the CPU kernels' parallel loops run on one thread. The linked libgomp.so.1 resolves to the one torch already
+    # loaded (same soname), so there is one thread pool. ISA-specific code uses target attributes (csrc/cpu/fused).
+    cxx_flags = ["-O3", "-fno-trapping-math", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     if not _want_cuda():
-        return CppExtension("rnnfused._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
+        return CppExtension("rnnfused._C", cpp_sources, extra_compile_args={"cxx": cxx_flags},
+                            extra_link_args=link_flags)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = default_cuda_arch_list(nvcc_version())
     targets = ",".join(cuda_targets(os.environ["TORCH_CUDA_ARCH_LIST"]))
@@ -125,6 +130,7 @@ def _extension():
         "rnnfused._C",
         cpp_sources + cuda_sources,
         define_macros=[("RNNFUSED_WITH_CUDA", None), ("RNNFUSED_CUDA_ARCHES", re.sub(r"[^a-z0-9_,:.]", "", targets))],
+        extra_link_args=link_flags,
         extra_compile_args={
             "cxx": cxx_flags,
             # No --use_fast_math: it would swap expf/tanhf/division for approximations in the float32 kernels (float64

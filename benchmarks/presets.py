@@ -35,6 +35,8 @@ class Block:
     seqs: Sequence[int]
     modes: Sequence[str] = MODES
     lengths: Sequence[str] = ("full",)
+    layers: Optional[int] = None          # None: the command line's --layers
+    bidirectional: Optional[bool] = None  # None: the command line's --bidirectional
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ def _sweeps(combos, hiddens, batches, fixed_b, fixed_h, seq) -> List[Block]:
 GPU_SWEEP_COMBOS = [("lstm", "fp16"), ("lstm", "bf16"), ("lstm", "fp32"), ("gru", "bf16"), ("gru", "fp32"),
                     ("rnn", "bf16")]
 
+# The fused CPU kernels' target grid: every cell × B × H at T = 128 (the streaming B = 1 rows included), forward
+# (no_grad) and forward+backward, then a 2-layer bidirectional LSTM. Two threads (the dev machine's cores; run it
+# with --threads 1 for the scaling table).
+CPU_GRID = [Block(CELLS, ["fp32"], [1, 8, 32, 64], [128, 256, 512], [128]),
+            Block(["lstm"], ["fp32"], [16], [128], [128], layers=2, bidirectional=True)]
+
 PRESETS: Dict[str, Dict[str, Preset]] = {
     "cuda": {
         "quick": Preset([Block(CELLS, ["bf16", "fp32"], [8], [256, 512], [128]),
@@ -100,6 +108,7 @@ PRESETS: Dict[str, Dict[str, Preset]] = {
                        + _sweeps([(c, "fp32") for c in CELLS] + [("lstm", "bf16"), ("gru", "bf16")],
                                  [32, 64, 128, 256, 512], [1, 4, 16, 64], 16, 128, 64),
                        TimerSettings(warmup_s=0.02, rep_s=0.1), time_budget_s=1800),
+        "cpu-grid": Preset(CPU_GRID, TimerSettings(warmup_s=0.05, rep_s=0.3, max_s=1.5), threads=2),
     },
 }
 
@@ -125,7 +134,9 @@ def expand(blocks: Sequence[Block], cells=None, dtypes=None, batches=None, hidde
     for block in blocks:
         b = replace(block, **{k: v for k, v in dict(cells=cells, dtypes=dtypes, batches=batches, hiddens=hiddens,
                                                      seqs=seqs, modes=modes, lengths=lengths).items() if v})
+        n_layers = layers if b.layers is None else b.layers
+        bidir = bidirectional if b.bidirectional is None else b.bidirectional
         for cell, dtype, batch, hidden, seq, length, mode in itertools.product(
                 b.cells, b.dtypes, b.batches, b.hiddens, b.seqs, b.lengths, b.modes):
-            out[BenchConfig(cell, dtype, batch, hidden, seq, mode, input_size, layers, bidirectional, length)] = None
+            out[BenchConfig(cell, dtype, batch, hidden, seq, mode, input_size, n_layers, bidir, length)] = None
     return list(out)

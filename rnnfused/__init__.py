@@ -1,5 +1,6 @@
 """rnnfused: fused LSTM/GRU/RNN kernels for PyTorch (C++, CUDA, Triton) behind drop-in nn.* replacements."""
 from . import _op_family, backends, functional, reference  # _op_family: registers fakes/autograd of the C++ ops
+from ._cpu import cpu_isa, cpu_path
 from ._cuda import (clear_cuda_graphs, cuda_arches, cuda_graph_stats, cuda_path, load_crossover_table,
                     persistent_crossover, persistent_stall)
 from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
@@ -26,6 +27,8 @@ __all__ = [
     "extension_loaded",
     "cuda_built",
     "EXTENSION_ERROR",
+    "cpu_path",
+    "cpu_isa",
     "cuda_path",
     "cuda_arches",
     "load_crossover_table",

@@ -23,7 +23,7 @@ _DIFFERENTIABLE = ("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
 
 def reference_outputs(kind: CellKind, x: LayerInputs) -> tuple:
     """The reference equations for ``kind``: (output, h_n) plus c_n for cells with a cell state."""
-    return reference.layer(kind, *x)
+    return reference.layer(kind, *x[:-1])  # all but `train`
 
 
 def _differentiable_backward(kind: CellKind, x: LayerInputs, grads: Sequence[Tensor]) -> dict:
@@ -55,6 +55,8 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
         ctx.save_for_backward(x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.w_hr, x.lengths, out["output"],
                               out.get("saved"), out.get("cells"))
         ctx.reverse = x.reverse
+        ctx.train = x.train
+        ctx.num_inputs = len(inputs)
 
     def backward(ctx, *grads):
         input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, output, saved, cells = ctx.saved_tensors
@@ -65,6 +67,9 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
             state_grads.append(_zeros_if_none(g["c_n"], c0))
         if torch.is_grad_enabled():
             by_field = _differentiable_backward(kind, x, state_grads)
+        elif not ctx.train and (kind.saved_per_unit or kind.has_cell_state):
+            raise RuntimeError(f"rnnfused::{kind.name} ran with train=False (inference), which keeps nothing for "
+                               "backward; call it with train=True to differentiate it")
         else:
             values = dict(x._asdict(), output=output, saved=saved, cells=cells, grad_output=state_grads[0],
                           grad_h_n=state_grads[1], grad_c_n=state_grads[2] if kind.has_cell_state else None)
@@ -72,6 +77,7 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
             by_field = dict(zip(grad_names(kind), got))
         # Absent optional inputs (no bias, no projection) get no gradient.
         present = {f: (by_field.get(f) if getattr(x, f) is not None else None) for f in _DIFFERENTIABLE}
-        return forward_args(kind, LayerInputs(**present, lengths=None, reverse=None))
+        grads = forward_args(kind, LayerInputs(**present, lengths=None, reverse=None, train=None))
+        return grads[:ctx.num_inputs]  # no entry for `train` when the call left it out
 
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)

@@ -59,5 +59,7 @@ class CustomOpBackend(LayerBackend):
         return self._availability(device, dtype)
 
     def run(self, kind, x):
-        outs = op_for(kind, self.suffix)(*forward_args(kind, x))
+        # Keep what backward needs only when there will be a backward (as nn.LSTM's _cudnn_rnn does with `train`).
+        train = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in x)
+        outs = op_for(kind, self.suffix)(*forward_args(kind, x._replace(train=train)))
         return (outs[0], outs[1], outs[2] if kind.has_cell_state else None)

@@ -10,7 +10,8 @@ __all__ = ["forward_fake", "backward_fake"]
 
 
 def forward_fake(kind: CellKind):
-    """-> output [T, B, H_out], h_n [B, H_out], [c_n [B, H]], [saved [T, B, S*H]], [cells [T, B, H]]."""
+    """-> output [T, B, H_out], h_n [B, H_out], [c_n [B, H]], [saved [T, B, S*H]], [cells [T, B, H]]; saved and cells
+    are [0] when train=False (inference keeps nothing for backward)."""
 
     def fake(*args):
         x = inputs_from_forward_args(kind, args)
@@ -20,10 +21,12 @@ def forward_fake(kind: CellKind):
         outs = [x.input.new_empty(T, B, H_out), x.input.new_empty(B, H_out)]
         if kind.has_cell_state:
             outs.append(x.input.new_empty(B, H))
+        kept = (T, B) if x.train else ()
         if kind.saved_per_unit:
-            outs.append(x.input.new_empty(T, B, kind.saved_per_unit * H))
+            outs.append(x.input.new_empty(*kept, kind.saved_per_unit * H) if kept else x.input.new_empty(0))
         if kind.has_cell_state:
-            outs.append(x.input.new_empty(T, B, H, dtype=cell_state_dtype(x.input.dtype)))
+            outs.append(x.input.new_empty(*kept, H, dtype=cell_state_dtype(x.input.dtype)) if kept
+                        else x.input.new_empty(0, dtype=cell_state_dtype(x.input.dtype)))
         return tuple(outs)
 
     return fake

@@ -27,6 +27,7 @@ class LayerInputs(NamedTuple):
     w_hr: Optional[Tensor]     # [H_out, H] (cells with a projection, when proj_size > 0)
     lengths: Optional[Tensor]  # [B] int64 in [1, T], or None: every row runs T steps
     reverse: bool              # run from t = T-1 down to 0
+    train: bool = True         # False: inference, the forward keeps nothing for backward (saved/cells come back [0])
 
 
 def _only(present: bool, *names: str) -> List[str]:
@@ -36,7 +37,7 @@ def _only(present: bool, *names: str) -> List[str]:
 def forward_arg_names(kind: CellKind) -> List[str]:
     """The forward op's arguments, in schema order."""
     return (["input", "h0"] + _only(kind.has_cell_state, "c0") + ["w_ih", "w_hh", "b_ih", "b_hh"]
-            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse"])
+            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse", "train"])
 
 
 def backward_arg_names(kind: CellKind) -> List[str]:
@@ -70,6 +71,7 @@ def forward_args(kind: CellKind, x: LayerInputs) -> tuple:
 
 
 def inputs_from_forward_args(kind: CellKind, args: Sequence) -> LayerInputs:
-    """The inverse of :func:`forward_args`."""
+    """The inverse of :func:`forward_args` (``train`` is True when the call left it out, as the schema's default)."""
     given = named_args(forward_arg_names(kind), args)
+    given.setdefault("train", True)
     return LayerInputs(**{field: given.get(field) for field in LayerInputs._fields})

@@ -68,6 +68,15 @@ def _gpus() -> List[str]:
     return gpus
 
 
+def _cpu_paths() -> str:
+    """Which CPU path (fused / stepwise, csrc/cpu/cpu_path.cpp) each dtype takes, and the fused kernels' ISA."""
+    if not rnnfused.extension_loaded():
+        return "no extension"
+    by_dtype = {str(dt).replace("torch.", ""): rnnfused.cpu_path("lstm", 1, 1, 1, 1, dtype=dt)
+                for dt in (torch.float32, torch.float64, torch.bfloat16, torch.float16)}
+    return ", ".join(f"{name} {path}" for name, path in by_dtype.items()) + f" (fused kernels: {rnnfused.cpu_isa()})"
+
+
 def environment(device: Optional[torch.device] = None) -> Dict[str, str]:
     """Versions and hardware, as strings.
 
@@ -77,7 +86,8 @@ def environment(device: Optional[torch.device] = None) -> Dict[str, str]:
 
     Returns:
         keys ``rnnfused``, ``git_commit``, ``extension``, ``built_against``, ``cuda_targets``, ``python``,
-        ``platform``, ``cpu``, ``torch``, ``cuda``, ``cudnn``, ``triton``, ``device`` or ``gpus``, ``torch_threads``, and ``load_average``
+        ``platform``, ``cpu``, ``torch``, ``cuda``, ``cudnn``, ``triton``, ``device`` or ``gpus``, ``torch_threads``,
+        ``cpu_path`` (which CPU path each dtype takes and the fused kernels' instruction set), and ``load_average``
         (where the OS reports it: other work skews CPU timings) or ``tf32`` (on a GPU).
     """
     built = build_info()
@@ -99,6 +109,7 @@ def environment(device: Optional[torch.device] = None) -> Dict[str, str]:
         "cudnn": cudnn,
         "triton": _triton_version(),
         "torch_threads": str(torch.get_num_threads()),
+        "cpu_path": _cpu_paths(),
     }
     if device is None:
         info["gpus"] = "; ".join(_gpus()) or "none"

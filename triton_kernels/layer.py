@@ -58,12 +58,16 @@ def layer_forward(kind: CellKind, x: LayerInputs) -> tuple:
     choice = choose_path(x.w_hr is not None, interpreted())
     r = ForwardResult(*torch.ops.rnnfused._triton_forward_recurrence(choice.path, kind.name, xg, x.h0, x.c0, x.w_hh,
                                                                       x.b_hh, x.w_hr, lengths, x.reverse))
+    saved, cells = r.saved, r.cells
+    if not x.train:
+        # Inference: the schema returns nothing for backward (the kernels have no inference variant: they wrote it).
+        saved, cells = x.input.new_empty(0), x.input.new_empty(0, dtype=r.cells.dtype)
     if kind.has_cell_state:
         # A copy, never a view of `cells`: op outputs must not alias each other.
         c_n = r.cells[0 if x.reverse else -1].to(x.input.dtype, copy=True)
-        return r.output, r.h_n, c_n, r.saved, r.cells
+        return r.output, r.h_n, c_n, saved, cells
     if kind.saved_per_unit:
-        return r.output, r.h_n, r.saved
+        return r.output, r.h_n, saved
     return r.output, r.h_n
 
 

@@ -44,13 +44,19 @@ def _with_signature(fn: Callable, names: List[str], n_outputs: int) -> Callable:
     """fn(*args) given the typed signature (names...) -> (Tensor,) * n_outputs, from which triton_op infers the
     schema; calls are bound to it, so keyword arguments work as for any op."""
     def annotation(name):
-        return bool if name == "reverse" else Optional[Tensor] if name in _OPTIONAL else Tensor
+        return bool if name in ("reverse", "train") else Optional[Tensor] if name in _OPTIONAL else Tensor
 
-    sig = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation(n))
-                             for n in names], return_annotation=Tuple[(Tensor,) * n_outputs])
+    def parameter(name):
+        default = True if name == "train" else inspect.Parameter.empty  # the schema's `bool train=True`
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation(name),
+                                 default=default)
+
+    sig = inspect.Signature([parameter(n) for n in names], return_annotation=Tuple[(Tensor,) * n_outputs])
 
     def op(*args, **kwargs):
-        return fn(*sig.bind(*args, **kwargs).args)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return fn(*bound.args)
 
     op.__signature__ = sig
     op.__annotations__ = {**{p.name: p.annotation for p in sig.parameters.values()}, "return": sig.return_annotation}

@@ -1,7 +1,10 @@
-// The `cpu` backend: the step-wise driver and the single-step cell ops with the C++ pointwise loops, registered for
-// the CPU dispatch key.
+// The `cpu` backend, registered for the CPU dispatch key: per call, the fused path (csrc/cpu/fused_runner.h) or the
+// step-wise driver with the C++ pointwise loops, as cpu_path.h's rule says; the single-step cell ops with the same
+// pointwise loops.
 #include "../cell/cell_ops.h"
 #include "../sequence/layer_ops.h"
+#include "cpu_path.h"
+#include "fused_runner.h"
 #include "pointwise_cpu.h"
 
 namespace rnnfused {
@@ -18,10 +21,27 @@ struct CpuPointwise {
   }
 };
 
+// The Runner (csrc/sequence/layer_ops.h) of the cpu backend.
+struct CpuRunner {
+  template <typename Cell>
+  static ForwardResult forward(const LayerArgs& a) {
+    if (cpu::choose_path(a) == cpu::CpuPath::kFused) return cpu::fused_forward<Cell>(a);
+    return sequence_forward<Cell, CpuPointwise>(a);
+  }
+  template <typename Cell>
+  static BackwardResult backward(const LayerArgs& a, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_c_n, const ForwardResult& fwd) {
+    if (cpu::choose_path(a) == cpu::CpuPath::kFused) {
+      return cpu::fused_backward<Cell>(a, grad_output, grad_h_n, grad_c_n, fwd);
+    }
+    return sequence_backward<Cell, CpuPointwise>(a, grad_output, grad_h_n, grad_c_n, fwd);
+  }
+};
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
-  register_layer_ops<StepwiseRunner<CpuPointwise>>(m);
+  register_layer_ops<CpuRunner>(m);
   register_cell_ops<CpuPointwise>(m);
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "../common/cells.h"
+#include "../sequence/layer_query.h"
 #include "crossover.h"
 #include "persistent/persistent.h"
 
@@ -112,81 +113,19 @@ const char* path_name(CudaPath path) {
   return "unknown";
 }
 
-namespace {
-
-// What the query needs of a cell, looked up by name in the registry (csrc/common/cells.h).
-struct CellTraits {
-  const char* name = nullptr;
-  int64_t gates = 0;
-  bool has_cell_state = false;
-  bool has_projection = false;
-};
-
-CellTraits parse_cell(const std::string& cell) {
-  CellTraits found;
-  visit_cell(cell, [&](auto c) {
-    using Cell = decltype(c);
-    found = CellTraits{Cell::kName, Cell::kGates, Cell::kHasCellState, Cell::kHasProjection};
-  });
-  TORCH_CHECK(found.name != nullptr, "rnnfused.cuda_path: cell must be one of ", cell_names(), ", got '", cell, "'");
-  return found;
-}
-
-at::ScalarType parse_dtype(const std::string& dtype) {
-  if (dtype == "float64" || dtype == "double") return at::kDouble;
-  if (dtype == "float32" || dtype == "float") return at::kFloat;
-  if (dtype == "float16" || dtype == "half") return at::kHalf;
-  if (dtype == "bfloat16") return at::kBFloat16;
-  TORCH_CHECK(false, "rnnfused.cuda_path: dtype must be one of float64, float32, float16, bfloat16, got '", dtype,
-              "'");
-}
-
-}  // namespace
-
 std::pair<std::string, std::string> query_path(const std::string& cell, int64_t seq_len, int64_t batch,
                                                int64_t input_size, int64_t hidden_size, int64_t proj_size,
                                                const std::string& dtype, bool bias, bool lengths, bool reverse,
                                                int64_t device) {
-  const CellTraits type = parse_cell(cell);
-  TORCH_CHECK(seq_len > 0 && batch > 0 && input_size > 0 && hidden_size > 0 && proj_size >= 0,
-              "rnnfused.cuda_path: sizes must be positive (proj_size >= 0), got seq_len=", seq_len, ", batch=", batch,
-              ", input_size=", input_size, ", hidden_size=", hidden_size, ", proj_size=", proj_size);
-  TORCH_CHECK(proj_size == 0 || type.has_projection, "rnnfused.cuda_path: proj_size is not a feature of cell '",
-              cell, "'");
-  at::TensorOptions opts = at::TensorOptions().dtype(parse_dtype(dtype));
-  if (c10::cuda::device_count() > 0) {
-    opts = opts.device(at::Device(at::kCUDA, device < 0 ? c10::cuda::current_device()
-                                                        : static_cast<c10::DeviceIndex>(device)));
-  } else {
-    opts = opts.device(at::kMeta);
-  }
-  // One element, expanded: the sizes, dtype and device of a real layer without its memory.
-  const auto placeholder = [&](at::IntArrayRef sizes, at::ScalarType st) {
-    return at::empty({1}, opts.dtype(st)).expand(sizes);
-  };
-  const int64_t G = type.gates, H_out = proj_size > 0 ? proj_size : hidden_size;
-  const at::ScalarType st = parse_dtype(dtype);
-  LayerArgs a;
-  a.G = G;
-  a.T = seq_len;
-  a.B = batch;
-  a.I = input_size;
-  a.H = hidden_size;
-  a.H_out = H_out;
-  a.reverse = reverse;
-  a.input = placeholder({seq_len, batch, input_size}, st);
-  a.h0 = placeholder({batch, H_out}, st);
-  if (type.has_cell_state) a.c0 = placeholder({batch, hidden_size}, st);
-  a.w_ih = placeholder({G * hidden_size, input_size}, st);
-  a.w_hh = placeholder({G * hidden_size, H_out}, st);
-  if (bias) {
-    a.b_ih = placeholder({G * hidden_size}, st);
-    a.b_hh = placeholder({G * hidden_size}, st);
-  }
-  if (proj_size > 0) a.w_hr = placeholder({H_out, hidden_size}, st);
-  if (lengths) a.lengths = placeholder({batch}, at::kLong);
+  // A placeholder layer on the GPU it would run on; on the meta device when no GPU is visible.
+  const at::Device where = c10::cuda::device_count() > 0
+                               ? at::Device(at::kCUDA, device < 0 ? c10::cuda::current_device()
+                                                                  : static_cast<c10::DeviceIndex>(device))
+                               : at::Device(at::kMeta);
+  const LayerQuery q = make_layer_query("rnnfused.cuda_path", cell, seq_len, batch, input_size, hidden_size,
+                                        proj_size, dtype, bias, lengths, reverse, where);
   std::string why;
-  const CudaPath path = choose_path(type.name, a, &why);
+  const CudaPath path = choose_path(q.cell, q.args, &why);
   return {path_name(path), why};
 }
 

@@ -37,7 +37,7 @@ enum : int64_t { kForwardTag = 0, kBackwardTag = 1 };
 
 template <typename Cell>
 std::vector<int64_t> graph_tag(int64_t pass, const LayerArgs& a) {
-  return {pass, static_cast<int64_t>(cell_index<Cell>()), a.reverse ? 1 : 0};
+  return {pass, static_cast<int64_t>(cell_index<Cell>()), a.reverse ? 1 : 0, a.train ? 1 : 0};
 }
 
 template <typename Cell>

@@ -89,8 +89,11 @@ ForwardResult sequence_forward(const LayerArgs& a) {
 
   ForwardResult r;
   r.output = at::empty({T, B, H_out}, opts);
-  r.saved = at::empty({T, B, S * H}, opts);
-  r.cells = at::empty({Cell::kHasCellState ? T : 0, B, H}, cell_opts);
+  // Training keeps every step's activations and cell states for backward; inference (!a.train) reuses one step's
+  // scratch (saved) and two cell-state buffers (c_{t-1}, c_t), and returns saved/cells empty.
+  const int64_t kept = a.train ? T : 1;
+  const at::Tensor saved = at::empty({kept, B, S * H}, opts);                                            // [T|1, B, S*H]
+  const at::Tensor cells = at::empty({Cell::kHasCellState ? (a.train ? T : 2) : 0, B, H}, cell_opts);  // [T|2, B, H]
   at::Tensor h_state = a.h0.clone(at::MemoryFormat::Contiguous);  // [B, H_out] running hidden state
   at::Tensor hg = at::empty({B, GH}, opts);                        // [B, G*H]  h W_hhᵀ of this step
   at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();  // [B, H]  r before the projection
@@ -112,10 +115,11 @@ ForwardResult sequence_forward(const LayerArgs& a) {
       st.b_hh = b_hh.data_ptr<T_>();
       st.h_prev = h_state.data_ptr<T_>();
       if (Cell::kHasCellState) {
-        st.c_prev = s == 0 ? c0.data_ptr<C_>() : r.cells.data_ptr<C_>() + previous_time(a, t) * B * H;
-        st.c_new = r.cells.data_ptr<C_>() + t * B * H;
+        const int64_t slot = a.train ? t : s & 1, prev_slot = a.train ? previous_time(a, t) : (s - 1) & 1;
+        st.c_prev = s == 0 ? c0.data_ptr<C_>() : cells.data_ptr<C_>() + prev_slot * B * H;
+        st.c_new = cells.data_ptr<C_>() + slot * B * H;
       }
-      st.saved = r.saved.data_ptr<T_>() + t * B * S * H;
+      st.saved = saved.data_ptr<T_>() + (a.train ? t : 0) * B * S * H;
       st.out = proj ? cell_out.data_ptr<T_>() : r.output.data_ptr<T_>() + t * B * H;
       st.h_state = proj ? nullptr : h_state.data_ptr<T_>();
       Pointwise::template forward<Cell>(st);
@@ -133,7 +137,10 @@ ForwardResult sequence_forward(const LayerArgs& a) {
 
   r.h_n = h_state;
   // A copy, never a view of `cells`: op outputs must not alias each other.
-  if (Cell::kHasCellState) r.c_n = r.cells.select(0, a.reverse ? 0 : T - 1).to(a.input.scalar_type(), false, true);
+  const int64_t last = a.train ? (a.reverse ? 0 : T - 1) : (T - 1) & 1;
+  if (Cell::kHasCellState) r.c_n = cells.select(0, last).to(a.input.scalar_type(), false, true);
+  r.saved = a.train ? saved : at::empty({0}, opts);
+  r.cells = a.train ? cells : at::empty({0}, cell_opts);
   return r;
 }
 

@@ -19,6 +19,7 @@ struct LayerArgs {
   at::Tensor lengths;  // [B] int64 on input's device, or undefined (all rows run T steps); values in [1, T] when
                        // given on the CPU (checked), unchecked when given on the device (checked_lengths)
   bool reverse = false;
+  bool train = true;  // false: inference, write nothing only backward needs (the forward ops' `train` argument)
   int64_t T = 0, B = 0, I = 0, H = 0, H_out = 0, G = 0;
 };
 

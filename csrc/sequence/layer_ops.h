@@ -70,6 +70,8 @@ template <typename Cell>
 ForwardResult saved_forward(const char* op, const LayerArgs& a, const at::Tensor& output, const at::Tensor& saved,
                             const at::Tensor& cells) {
   const auto dtype = a.input.scalar_type();
+  TORCH_CHECK(Cell::kSaved == 0 || !saved.defined() || saved.numel() > 0 || a.T * a.B * a.H == 0, op,
+              ": saved is empty: the forward ran with train=False (inference), which keeps nothing for backward");
   ForwardResult f;
   f.output = check_saved(op, "output", output, {a.T, a.B, a.H_out}, dtype, a.input);
   f.saved = Cell::kSaved > 0 ? check_saved(op, "saved", saved, {a.T, a.B, Cell::kSaved * a.H}, dtype, a.input)
@@ -78,7 +80,9 @@ ForwardResult saved_forward(const char* op, const LayerArgs& a, const at::Tensor
   return f;
 }
 
-// <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse) -> (output, h_n, [c_n], [saved], [cells])
+// <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train)
+//   -> (output, h_n, [c_n], [saved], [cells]); saved and cells are [0] when !train, whatever the runner wrote (a path
+//   may keep writing them, e.g. the CUDA persistent kernels).
 template <typename Runner, typename Cell>
 void forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const std::string name = op.schema().name();
@@ -91,11 +95,17 @@ void forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const std::optional<at::Tensor> w_hr = Cell::kHasProjection ? in.optional_tensor() : std::nullopt;
   const std::optional<at::Tensor> lengths = in.optional_tensor();
   const bool reverse = in.boolean();
+  const bool train = in.boolean();
   torch::jit::drop(*stack, count);
 
-  const LayerArgs a =
+  LayerArgs a =
       make_layer_args(name.c_str(), Cell::kGates, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse);
+  a.train = train;
   ForwardResult r = Runner::template forward<Cell>(a);
+  if (!train) {
+    r.saved = at::empty({0}, input.options());
+    r.cells = at::empty({0}, input.options().dtype(cell_dtype(input.scalar_type())));
+  }
   torch::jit::push(*stack, std::move(r.output), std::move(r.h_n));
   if (Cell::kHasCellState) torch::jit::push(*stack, std::move(r.c_n));
   if (Cell::kSaved > 0) torch::jit::push(*stack, std::move(r.saved));

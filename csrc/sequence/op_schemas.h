@@ -1,8 +1,10 @@
 // The op schemas of one cell, derived from its traits (csrc/common/cell_math.h). csrc/ops.cpp defines them for every
 // cell of the registry; csrc/sequence/layer_ops.h reads and writes the arguments in exactly this order.
 //
-// Forward:  <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse)
+// Forward:  <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train=True)
 //             -> (output, h_n, [c_n], [saved], [cells])
+//           train=False (inference, as PyTorch's _cudnn_rnn's `train`): nothing only backward needs is written;
+//           saved and cells come back empty ([0]).
 // Backward: <name>_backward(grad_output, grad_h_n, [grad_c_n], input, h0, [c0], w_ih, w_hh, [w_hr?], lengths?,
 //                           reverse, output, [saved], [cells])
 //             -> (grad_input, grad_h0, [grad_c0], grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, [grad_w_hr])
@@ -44,7 +46,7 @@ std::string forward_schema() {
   if (Cell::kHasCellState) s += "Tensor c0, ";
   s += "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, ";
   if (Cell::kHasProjection) s += "Tensor? w_hr, ";
-  return s + "Tensor? lengths, bool reverse) -> " + tensor_tuple(forward_outputs<Cell>());
+  return s + "Tensor? lengths, bool reverse, bool train=True) -> " + tensor_tuple(forward_outputs<Cell>());
 }
 
 template <typename Cell>

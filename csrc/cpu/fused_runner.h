@@ -1,0 +1,29 @@
+// The torch side of the fused CPU path: allocations, the big GEMMs outside the recurrence (input projection before
+// it; dX, dW_ih, dW_hh, dW_hr and the bias gradients after the reverse sweep, as the step-wise driver does), and one
+// team of threads per call that runs the whole recurrence in the ISA-specific kernels (csrc/cpu/fused/).
+//
+// Threads: the team is one at::parallel_for over the logical workers (torch's OpenMP pool, at::get_num_threads()),
+// started once per call, not per step. Inside an existing parallel region, with one thread, or when the work per
+// step is too small to share, it runs inline on the calling thread. Results are bitwise identical for any team
+// size (each output element's reduction order is fixed; see kernel.inc).
+#pragma once
+
+#include "../sequence/driver.h"
+
+namespace rnnfused {
+namespace cpu {
+
+// Same results and saved-tensor formats as sequence_forward / sequence_backward (driver.h); float32 and float64.
+template <typename Cell>
+ForwardResult fused_forward(const LayerArgs& a);
+
+template <typename Cell>
+BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                              const at::Tensor& grad_c_n, const ForwardResult& fwd);
+
+// Logical workers of the team for a GEMM of `batch` rows, `outputs` columns and depth `depth` per step, whose output
+// units come in `panels` panels (one worker per panel at most).
+int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t panels);
+
+}  // namespace cpu
+}  // namespace rnnfused

@@ -1,0 +1,318 @@
+"""The fused CPU path (csrc/cpu/fused): parity with the reference, gradients, bitwise determinism across thread
+counts and team sizes, inference without backward buffers, and the path rule.
+
+The path and the ISA are forced with the private test hook ``rnnfused._cpu._forced`` (no environment variable).
+"""
+import threading
+
+import pytest
+import torch
+
+import rnnfused
+from rnnfused import _cpu
+from rnnfused._cells import CELL_KINDS
+from rnnfused._extension import extension
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
+
+from helpers import CELLS, Case, assert_close_all, make_inputs, outputs_and_grads, random_like, run_backend, \
+    tensor_fields
+
+pytestmark = pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
+
+ISAS = ["portable", "avx2", "avx512"]
+
+
+def _isa_param(isa):
+    try:
+        with _cpu._forced(isa=isa):
+            pass
+        marks = []
+    except RuntimeError as exc:
+        marks = [pytest.mark.skip(reason=str(exc))]
+    return pytest.param(isa, id=isa, marks=marks)
+
+
+ISA_PARAMS = [_isa_param(i) for i in ISAS]
+
+# Odd shapes: H not a multiple of any vector width, B=1, H=1, T=1, batch tails of every tile height, projection,
+# lengths (PackedSequence) and reverse, no bias.
+PARITY_CASES = [Case(c, B=1, T=4, I=3, H=1) for c in CELLS] + [Case(c, B=5, T=6, I=7, H=37) for c in CELLS] + [
+    Case("lstm", B=7, T=5, I=4, H=9, proj=5),
+    Case("lstm", B=4, T=6, I=3, H=19, proj=11, lengths=(6, 2, 4, 1), reverse=True),
+    Case("gru", B=4, T=6, I=5, H=21, lengths=(3, 6, 1, 5), reverse=True),
+    Case("gru", B=13, T=3, I=2, H=17, lengths=(3, 1, 2, 3, 3, 1, 2, 3, 2, 1, 3, 3, 2)),
+    Case("rnn_tanh", B=9, T=5, I=6, H=33, reverse=True, bias=False),
+    Case("rnn_relu", B=3, T=7, I=4, H=11, lengths=(7, 4, 1)),
+    Case("lstm", B=2, T=1, I=3, H=12, bias=False),
+]
+
+
+def _run_fused(case, x, upstream=None):
+    with _cpu._forced(path="fused"):
+        if upstream is None:
+            return run_backend(case.kind, x, "cpu"), None
+        return outputs_and_grads(case.kind, x, "cpu", upstream)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("case", PARITY_CASES, ids=lambda c: c.id)
+def test_fused_matches_reference_float64(case, isa):
+    x = make_inputs(case)
+    ref_outs = run_backend(case.kind, x, "reference")
+    upstream = random_like(ref_outs)
+    ref_outs, ref_grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    with _cpu._forced(isa=isa):
+        outs, grads = _run_fused(case, x, upstream)
+    names = ["output", "h_n", "c_n"][: len(outs)]
+    assert_close_all(outs, ref_outs, names, atol=1e-12, rtol=1e-10)
+    assert_close_all(grads, ref_grads, [f"grad {n}" for n, _ in tensor_fields(x)], atol=1e-11, rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", [Case("lstm", B=6, T=9, I=16, H=40, proj=24, lengths=(9, 3, 9, 1, 5, 8)),
+                                  Case("gru", B=3, T=9, I=8, H=45), Case("rnn_tanh", B=17, T=4, I=8, H=70)],
+                         ids=lambda c: c.id)
+def test_fused_float32_close_to_reference(case):
+    x64 = make_inputs(case)
+    x32 = make_inputs(case, dtype=torch.float32)
+    ref_outs = run_backend(case.kind, x64, "reference")
+    upstream = random_like(ref_outs)
+    ref_outs, ref_grads = outputs_and_grads(case.kind, x64, "reference", upstream)
+    outs, grads = _run_fused(case, x32, [u.float() for u in upstream])
+    assert_close_all([o.double() for o in outs], ref_outs, ["output", "h_n", "c_n"], atol=2e-5, rtol=1e-4)
+    assert_close_all([g.double() for g in grads], ref_grads, [n for n, _ in tensor_fields(x64)], atol=1e-4,
+                     rtol=1e-3)
+
+
+@pytest.mark.parametrize("case", [Case(c, B=2, T=3, I=3, H=5) for c in CELLS] + [
+    Case("lstm", B=3, T=4, I=2, H=4, proj=3, lengths=(4, 1, 3), reverse=True),
+    Case("gru", B=3, T=4, I=2, H=3, lengths=(2, 4, 1), reverse=True, bias=False)], ids=lambda c: c.id)
+def test_gradcheck_through_fused_path(case):
+    x = make_inputs(case)
+    names = [n for n, _ in tensor_fields(x)]
+
+    def fn(*tensors):
+        return run_backend(case.kind, x._replace(**dict(zip(names, tensors))), "cpu")
+
+    with _cpu._forced(path="fused"):
+        assert torch.autograd.gradcheck(fn, [t for _, t in tensor_fields(x)], eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_fused_and_stepwise_backward_accept_each_others_forward():
+    """Both paths save the same tensors: a fused forward's saved/cells feed the step-wise backward and back."""
+    case = Case("lstm", B=3, T=5, I=4, H=10, proj=6, lengths=(5, 2, 4))
+    x = make_inputs(case, requires_grad=False)
+    kind = case.kind
+    grads = {}
+    for fwd_path in ("fused", "stepwise"):
+        with _cpu._forced(path=fwd_path):
+            outs = op_for(kind)(*forward_args(kind, x))
+        g = random_like(outs[:3])
+        for bwd_path in ("fused", "stepwise"):
+            with _cpu._forced(path=bwd_path):
+                grads[fwd_path, bwd_path] = torch.ops.rnnfused.lstm_backward(
+                    g[0], g[1], g[2], x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.w_hr, x.lengths, x.reverse, outs[0],
+                    outs[3], outs[4])
+    base = grads["stepwise", "stepwise"]
+    for key, got in grads.items():
+        for i, (a, b) in enumerate(zip(got, base)):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10, msg=lambda m, k=key, i=i: f"{k} grad {i}: {m}")
+
+
+# ------------------------------------------------------------------------------------------------ determinism
+def _outputs_and_grads_f32(case, seed=0):
+    x = make_inputs(case, dtype=torch.float32, seed=seed)
+    outs = run_backend(case.kind, x, "cpu")
+    upstream = random_like(outs, seed=seed + 1)
+    return outputs_and_grads(case.kind, x, "cpu", upstream)
+
+
+BITWISE_CASES = [Case("lstm", B=9, T=6, I=20, H=70), Case("gru", B=5, T=5, I=12, H=52, lengths=(5, 2, 5, 4, 1)),
+                 Case("rnn_tanh", B=3, T=7, I=9, H=100, reverse=True),
+                 Case("lstm", B=4, T=5, I=8, H=48, proj=40, lengths=(5, 1, 3, 4), reverse=True)]
+
+
+@pytest.mark.parametrize("case", BITWISE_CASES, ids=lambda c: c.id)
+def test_fused_bitwise_identical_for_any_thread_count(case):
+    saved_threads = torch.get_num_threads()
+    results = {}
+    try:
+        with _cpu._forced(path="fused"):
+            for threads in (1, 2, 3):
+                torch.set_num_threads(threads)
+                results[threads] = _outputs_and_grads_f32(case)
+    finally:
+        torch.set_num_threads(saved_threads)
+    base_outs, base_grads = results[1]
+    for threads, (outs, grads) in results.items():
+        for i, (a, b) in enumerate(zip(list(outs) + list(grads), list(base_outs) + list(base_grads))):
+            assert torch.equal(a, b), f"{threads} threads: tensor {i} differs from the 1-thread result"
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5, 64])
+def test_fused_bitwise_identical_for_any_team_size(workers):
+    """More logical workers than threads (one thread runs several, the barrier counts weights), more workers than
+    panels (some own none): same bits as one worker."""
+    case = Case("lstm", B=5, T=6, I=10, H=37, proj=21, lengths=(6, 3, 6, 1, 4), reverse=True)
+    with _cpu._forced(path="fused", workers=1):
+        base = _outputs_and_grads_f32(case)
+    with _cpu._forced(path="fused", workers=workers):
+        got = _outputs_and_grads_f32(case)
+    for i, (a, b) in enumerate(zip(list(got[0]) + list(got[1]), list(base[0]) + list(base[1]))):
+        assert torch.equal(a, b), f"{workers} workers: tensor {i} differs"
+
+
+def test_fused_inside_a_parallel_region_runs_inline():
+    """Called from inside an at::parallel_for region the op must not start a team (it would deadlock or
+    oversubscribe): it runs on the calling thread and gives the same bits."""
+    case = Case("gru", B=8, T=5, I=16, H=64)
+    x = make_inputs(case, dtype=torch.float32, requires_grad=False)
+    with _cpu._forced(path="fused"):
+        expected = run_backend(case.kind, x, "cpu")
+        got = []
+        extension()._run_in_parallel_region(lambda: got.append(run_backend(case.kind, x, "cpu")))
+    assert len(got) == 1
+    for a, b in zip(got[0], expected):
+        assert torch.equal(a, b)
+
+
+def test_fused_concurrent_calls_from_python_threads():
+    """Two threads calling the op at once (two OpenMP teams on two cores): no deadlock, same results."""
+    case = Case("lstm", B=8, T=20, I=32, H=64)
+    x = make_inputs(case, dtype=torch.float32, requires_grad=False)
+    with _cpu._forced(path="fused"):
+        expected = run_backend(case.kind, x, "cpu")
+        results, errors = [], []
+
+        def work():
+            try:
+                for _ in range(3):
+                    results.append(run_backend(case.kind, x, "cpu"))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a call did not finish"
+    assert not errors, errors
+    assert len(results) == 6
+    for r in results:
+        for a, b in zip(r, expected):
+            assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------- inference
+def _allocated_bytes(fn):
+    """Bytes of every CPU allocation made while fn runs, and fn's result. The profiler charges an allocation to
+    the innermost op that made it (every tensor the kernels allocate comes from an ATen op: empty, addmm, ...) and
+    a free to the op running at that time, so the positive self-memory of the events adds up the allocations."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    total = sum(max(0, e.self_cpu_memory_usage) for e in prof.events())
+    return total, result
+
+
+@pytest.mark.parametrize("path", ["fused", "stepwise"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_allocates_no_backward_buffers(cell, path):
+    case = Case(cell, B=4, T=64, I=8, H=32)
+    kind = case.kind
+    x = make_inputs(case, dtype=torch.float32, requires_grad=False)
+    with _cpu._forced(path=path):
+        train_bytes, train_outs = _allocated_bytes(lambda: op_for(kind)(*forward_args(kind, x._replace(train=True))))
+        infer_bytes, infer_outs = _allocated_bytes(lambda: op_for(kind)(*forward_args(kind, x._replace(train=False))))
+    n_saved = 3 if kind.has_cell_state else 2
+    saved = train_outs[n_saved:]
+    assert all(t.numel() > 0 for t in saved)
+    assert all(t.shape == (0,) for t in infer_outs[n_saved:]), [t.shape for t in infer_outs[n_saved:]]
+    for a, b in zip(infer_outs[:n_saved], train_outs[:n_saved]):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    backward_only = sum(t.numel() * t.element_size() for t in saved)
+    # Inference keeps at most two [B, H] cell-state buffers and one step's activations instead of T steps of them.
+    allowance = 2 * case.B * case.H * 4 + case.B * kind.saved_per_unit * case.H * 4
+    assert infer_bytes <= train_bytes - backward_only + allowance, (infer_bytes, train_bytes, backward_only)
+
+
+def test_module_under_no_grad_runs_the_op_with_train_false():
+    lstm = rnnfused.FusedLSTM(8, 16, backend="cpu")
+    x = torch.randn(30, 2, 8)
+    with torch.no_grad():
+        no_grad_bytes, out = _allocated_bytes(lambda: lstm(x))
+    grad_bytes, out2 = _allocated_bytes(lambda: lstm(x))
+    torch.testing.assert_close(out[0], out2[0].detach(), atol=0, rtol=0)
+    saved_and_cells = 30 * 2 * 16 * 4 * (4 + 1)
+    assert no_grad_bytes <= grad_bytes - saved_and_cells + 2 * 2 * 16 * 4
+
+
+def test_backward_after_inference_forward_raises_clearly():
+    case = Case("lstm", B=2, T=3, I=3, H=4)
+    x = make_inputs(case)
+    outs = op_for(case.kind)(*forward_args(case.kind, x._replace(train=False)))
+    with pytest.raises(RuntimeError, match="train=False"):
+        outs[0].sum().backward()
+
+
+# ------------------------------------------------------------------------------------------------ the rule
+def test_rule_picks_fused_for_float32_and_float64_and_stepwise_for_16_bit():
+    for cell in CELLS:
+        for dtype in (torch.float32, torch.float64):
+            assert rnnfused.cpu_path(cell, 128, 8, 64, 64, dtype=dtype) == "fused"
+        for dtype in (torch.bfloat16, torch.float16):
+            assert rnnfused.cpu_path(cell, 128, 8, 64, 64, dtype=dtype) == "stepwise"
+    assert rnnfused.cpu_path("lstm", 16, 1, 8, 32, proj_size=16, lengths=True, reverse=True) == "fused"
+    assert rnnfused.cpu_isa() in ISAS
+
+
+def test_forcing_paths_and_errors():
+    with _cpu._forced(path="stepwise"):
+        assert rnnfused.cpu_path("lstm", 8, 2, 4, 4) == "stepwise"
+    with _cpu._forced(path="fused"):
+        assert rnnfused.cpu_path("gru", 8, 2, 4, 4) == "fused"
+    assert rnnfused.cpu_path("gru", 8, 2, 4, 4) == "fused"  # restored
+    case = Case("gru", B=2, T=3, I=3, H=4)
+    x = make_inputs(case, dtype=torch.bfloat16, requires_grad=False)
+    with _cpu._forced(path="fused"), pytest.raises(RuntimeError, match="float32 and float64"):
+        run_backend(case.kind, x, "cpu")
+    with pytest.raises(RuntimeError, match="auto, stepwise or fused"):
+        extension()._cpu_force_path("fast")
+    with pytest.raises(RuntimeError, match="cell must be one of"):
+        rnnfused.cpu_path("lstmx", 8, 2, 4, 4)
+    assert extension()._cpu_force_path("auto") == "auto"
+
+
+def test_bf16_runs_the_stepwise_path():
+    case = Case("lstm", B=2, T=4, I=3, H=8)
+    x = make_inputs(case, dtype=torch.bfloat16, requires_grad=False)
+    with _cpu._forced(path="stepwise"):
+        expected = run_backend(case.kind, x, "cpu")
+    got = run_backend(case.kind, x, "cpu")
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
+
+
+# -------------------------------------------------------------------------------------------- scratch reuse
+def _results(case):
+    x = make_inputs(case)
+    upstream = random_like(run_backend(case.kind, x, "cpu"), seed=3)
+    outs, grads = outputs_and_grads(case.kind, x, "cpu", upstream)
+    return [t.detach() for t in outs] + [g for g in grads if g is not None]
+
+
+def test_scratch_buffers_are_reused_and_never_leak_into_results():
+    """The fused path keeps its internal [T, B, G*H] buffers between calls (csrc/cpu/scratch.h): results of calls
+    of growing and shrinking sizes equal those computed with fresh buffers, and an earlier result is untouched by
+    later calls."""
+    extension()._cpu_release_scratch()
+    small, large = Case("gru", B=3, T=4, I=5, H=6), Case("gru", B=7, T=9, I=5, H=20, lengths=(9, 3, 5, 1, 9, 2, 8))
+    with _cpu._forced(path="fused"):
+        first = _results(small)
+        kept = [t.clone() for t in first]
+        _results(large)  # grows the buffers and overwrites them
+        again = _results(small)
+        assert extension()._cpu_release_scratch() > 0
+        fresh = _results(small)
+    for a, b, c, d in zip(first, kept, again, fresh):
+        assert torch.equal(a, b) and torch.equal(c, d) and torch.equal(a, d)
