@@ -11,11 +11,6 @@ pytest, so it gets them too): the Triton backend then uses its heuristic block c
 (no tuning pause per shape family, nothing read from or written to the on-disk config cache, the same kernels on
 every run). Tests of the tuner set it back to 1 themselves. Outside pytest (benchmarks, examples) export
 RNNFUSED_TRITON_AUTOTUNE=0 to get the same fixed configs.
-
-PARALLEL RUNS: the README's test command runs pytest-xdist workers (`-n auto --dist loadfile --no-loadscope-reorder`:
-one per core, each taking whole files in collection order). The files that build or compile for minutes are
-collected first, so that one worker runs them while the others take the rest, instead of one worker finishing them
-alone at the end.
 """
 import os
 
@@ -24,13 +19,3 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("RNNFUSED_TRITON_AUTOTUNE", "0")
-
-
-# Longest first: the sdist -> fresh venv build, nvcc of the persistent kernels, the CUDA host-code syntax check, the
-# examples' training runs (tests/test_*.py names; the rest keep pytest's order).
-_LONG_FILES = ("test_packaging.py", "test_persistent_compile.py", "test_cuda_host_compile.py", "test_examples.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(_LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # a stable sort: the order within a file stays
