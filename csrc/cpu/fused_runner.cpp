@@ -110,9 +110,11 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const at::Tensor h_state = at::empty({2, B, H_out}, opts);                                  // [2, B, H_out]
   const at::Tensor c_state = lstm && !a.train ? at::empty({2, B, H}, opts) : at::Tensor();   // [2, B, H]
   const at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();                  // [B, H]
-  const at::Tensor packed = at::empty({fused::packed_elems(H, H_out, G, W)}, opts);
-  const at::Tensor packed_proj = proj ? at::empty({fused::packed_elems(H_out, H, 1, W)}, opts) : at::Tensor();
-  const at::Tensor scratch = at::empty({workers * fused::scratch_elems_per_worker(B, W)}, opts);
+  // Packed W_hh (W_hr) panels and the workers' partial sums: per-call scratch, reused (csrc/cpu/scratch.h).
+  const at::Tensor packed = scratch(ScratchSlot::kPackedWeights, {fused::packed_elems(H, H_out, G, W)}, opts);
+  const at::Tensor packed_proj =
+      proj ? scratch(ScratchSlot::kPackedProjection, {fused::packed_elems(H_out, H, 1, W)}, opts) : at::Tensor();
+  const at::Tensor sums = scratch(ScratchSlot::kWorkerSums, {workers * fused::scratch_elems_per_worker(B, W)}, opts);
 
   AT_DISPATCH_FLOATING_TYPES(a.input.scalar_type(), "rnnfused_fused_forward", [&] {
     using T_ = scalar_t;
@@ -137,7 +139,7 @@ ForwardResult fused_forward(const LayerArgs& a) {
     args.cells = ptr<T_>(r.cells);
     args.packed = packed.data_ptr<T_>();
     args.packed_proj = ptr<T_>(packed_proj);
-    args.scratch = scratch.data_ptr<T_>();
+    args.scratch = sums.data_ptr<T_>();
     run_team(workers, [&](const Team& team) { isa_forward<Cell, T_>(isa, args, team); });
   });
 
@@ -173,9 +175,10 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
   const at::Tensor dc = lstm ? grad_c_n.to(opts.dtype()).clone(at::MemoryFormat::Contiguous) : at::Tensor();  // [B, H]
   const at::Tensor grad_h = grad_h_n.to(opts.dtype()).contiguous();                          // [B, H_out]
   const at::Tensor grad_h0 = at::empty({B, H_out}, opts);                                    // [B, H_out]
-  const at::Tensor packed = at::empty({fused::packed_elems(H_out, GH, 1, W)}, opts);
-  const at::Tensor packed_proj = proj ? at::empty({fused::packed_elems(H, H_out, 1, W)}, opts) : at::Tensor();
-  const at::Tensor scratch = at::empty({workers * fused::scratch_elems_per_worker(B, W)}, opts);
+  const at::Tensor packed = scratch(ScratchSlot::kPackedWeights, {fused::packed_elems(H_out, GH, 1, W)}, opts);
+  const at::Tensor packed_proj =
+      proj ? scratch(ScratchSlot::kPackedProjection, {fused::packed_elems(H, H_out, 1, W)}, opts) : at::Tensor();
+  const at::Tensor sums = scratch(ScratchSlot::kWorkerSums, {workers * fused::scratch_elems_per_worker(B, W)}, opts);
 
   AT_DISPATCH_FLOATING_TYPES(a.input.scalar_type(), "rnnfused_fused_backward", [&] {
     using T_ = scalar_t;
@@ -203,7 +206,7 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
     args.grad_h0 = grad_h0.data_ptr<T_>();
     args.packed = packed.data_ptr<T_>();
     args.packed_proj = ptr<T_>(packed_proj);
-    args.scratch = scratch.data_ptr<T_>();
+    args.scratch = sums.data_ptr<T_>();
     run_team(workers, [&](const Team& team) { isa_backward<Cell, T_>(isa, args, team); });
   });
 

@@ -1,5 +1,5 @@
-// Reused scratch buffers of the fused CPU path, so that the large tensors that never leave an op (the input
-// projection of every step, the gate gradients of the reverse sweep) are not fresh memory on every call.
+// Reused scratch buffers of the fused CPU path, so that the tensors that never leave an op (the input projection of
+// every step, the gate gradients of the reverse sweep, the packed weights) are not fresh memory on every call.
 //
 // Why: a tensor above glibc's mmap threshold is mmap'ed on allocation and unmapped on free, so each call touches
 // fresh pages; on the dev machine (a VM) that first touch costs ~1.4 ms per MB (an 80 MB buffer: ~115 ms to fill
@@ -16,7 +16,15 @@
 namespace rnnfused {
 namespace cpu {
 
-enum class ScratchSlot : int { kInputGates = 0, kGateGrads, kRecurrentGateGrads, kCount };
+enum class ScratchSlot : int {
+  kInputGates = 0,      // forward: x W_ihᵀ + b_ih of every step        [T, B, G*H]
+  kGateGrads,           // backward: dL/d(input pre-activations)         [T, B, G*H]
+  kRecurrentGateGrads,  // backward: dL/d(recurrent pre-activations), GRU [T, B, G*H]
+  kPackedWeights,       // W_hh in panels (forward: rows, backward: columns)
+  kPackedProjection,    // W_hr in panels (LSTM proj_size)
+  kWorkerSums,          // the workers' partial sums of their current panel
+  kCount
+};
 
 // An uninitialised contiguous tensor of `sizes` and `options` (dtype, CPU) in the slot's buffer of this thread. Valid
 // until the next request of the same slot on this thread: never return it (or a view of it) from an op.
