@@ -71,6 +71,31 @@ void run_team(int64_t workers, const Fn& fn) {
   at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) { fn(Team{workers, begin, end, &barrier}); });
 }
 
+// The sweep of a layer-direction's arguments.
+fused::Sweep sweep_of(const LayerArgs& a) {
+  fused::Sweep s;
+  s.steps = a.T;
+  s.batch = a.B;
+  s.hidden = a.H;
+  s.out_size = a.H_out;
+  s.reverse = a.reverse;
+  s.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+  return s;
+}
+
+// The packed W_hh (and W_hr) panels of a pass and the workers' partial sums: reused scratch (scratch.h).
+struct Workspace {
+  at::Tensor packed, packed_proj, sums;
+};
+Workspace workspace(int64_t packed_elems, int64_t proj_elems, int64_t workers, int64_t batch, int64_t width,
+                    const at::TensorOptions& opts) {
+  Workspace w;
+  w.packed = scratch(ScratchSlot::kPackedWeights, {packed_elems}, opts);
+  if (proj_elems > 0) w.packed_proj = scratch(ScratchSlot::kPackedProjection, {proj_elems}, opts);
+  w.sums = scratch(ScratchSlot::kWorkerSums, {workers * fused::scratch_elems_per_worker(batch, width)}, opts);
+  return w;
+}
+
 template <typename T>
 T* ptr(const at::Tensor& t) {
   return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr;
@@ -110,21 +135,13 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const at::Tensor h_state = at::empty({2, B, H_out}, opts);                                  // [2, B, H_out]
   const at::Tensor c_state = lstm && !a.train ? at::empty({2, B, H}, opts) : at::Tensor();   // [2, B, H]
   const at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();                  // [B, H]
-  // Packed W_hh (W_hr) panels and the workers' partial sums: per-call scratch, reused (csrc/cpu/scratch.h).
-  const at::Tensor packed = scratch(ScratchSlot::kPackedWeights, {fused::packed_elems(H, H_out, G, W)}, opts);
-  const at::Tensor packed_proj =
-      proj ? scratch(ScratchSlot::kPackedProjection, {fused::packed_elems(H_out, H, 1, W)}, opts) : at::Tensor();
-  const at::Tensor sums = scratch(ScratchSlot::kWorkerSums, {workers * fused::scratch_elems_per_worker(B, W)}, opts);
+  const Workspace ws = workspace(fused::packed_elems(H, H_out, G, W), proj ? fused::packed_elems(H_out, H, 1, W) : 0,
+                                 workers, B, W, opts);
 
   AT_DISPATCH_FLOATING_TYPES(a.input.scalar_type(), "rnnfused_fused_forward", [&] {
     using T_ = scalar_t;
     fused::ForwardArgs<T_> args;
-    args.steps = T;
-    args.batch = B;
-    args.hidden = H;
-    args.out_size = H_out;
-    args.reverse = a.reverse;
-    args.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+    static_cast<fused::Sweep&>(args) = sweep_of(a);
     args.xg = xg.data_ptr<T_>();
     args.w_hh = a.w_hh.data_ptr<T_>();
     args.b_hh = b_hh.data_ptr<T_>();
@@ -137,9 +154,9 @@ ForwardResult fused_forward(const LayerArgs& a) {
     args.cell_out = ptr<T_>(cell_out);
     args.saved = ptr<T_>(r.saved);
     args.cells = ptr<T_>(r.cells);
-    args.packed = packed.data_ptr<T_>();
-    args.packed_proj = ptr<T_>(packed_proj);
-    args.scratch = sums.data_ptr<T_>();
+    args.packed = ws.packed.data_ptr<T_>();
+    args.packed_proj = ptr<T_>(ws.packed_proj);
+    args.scratch = ws.sums.data_ptr<T_>();
     run_team(workers, [&](const Team& team) { isa_forward<Cell, T_>(isa, args, team); });
   });
 
@@ -175,20 +192,13 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
   const at::Tensor dc = lstm ? grad_c_n.to(opts.dtype()).clone(at::MemoryFormat::Contiguous) : at::Tensor();  // [B, H]
   const at::Tensor grad_h = grad_h_n.to(opts.dtype()).contiguous();                          // [B, H_out]
   const at::Tensor grad_h0 = at::empty({B, H_out}, opts);                                    // [B, H_out]
-  const at::Tensor packed = scratch(ScratchSlot::kPackedWeights, {fused::packed_elems(H_out, GH, 1, W)}, opts);
-  const at::Tensor packed_proj =
-      proj ? scratch(ScratchSlot::kPackedProjection, {fused::packed_elems(H, H_out, 1, W)}, opts) : at::Tensor();
-  const at::Tensor sums = scratch(ScratchSlot::kWorkerSums, {workers * fused::scratch_elems_per_worker(B, W)}, opts);
+  const Workspace ws = workspace(fused::packed_elems(H_out, GH, 1, W), proj ? fused::packed_elems(H, H_out, 1, W) : 0,
+                                 workers, B, W, opts);
 
   AT_DISPATCH_FLOATING_TYPES(a.input.scalar_type(), "rnnfused_fused_backward", [&] {
     using T_ = scalar_t;
     fused::BackwardArgs<T_> args;
-    args.steps = T;
-    args.batch = B;
-    args.hidden = H;
-    args.out_size = H_out;
-    args.reverse = a.reverse;
-    args.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+    static_cast<fused::Sweep&>(args) = sweep_of(a);
     args.w_hh = a.w_hh.data_ptr<T_>();
     args.w_hr = proj ? a.w_hr.data_ptr<T_>() : nullptr;
     args.grad_out = grad_out.data_ptr<T_>();
@@ -204,9 +214,9 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
     args.dh_direct = ptr<T_>(dh_direct);
     args.dc = ptr<T_>(dc);
     args.grad_h0 = grad_h0.data_ptr<T_>();
-    args.packed = packed.data_ptr<T_>();
-    args.packed_proj = ptr<T_>(packed_proj);
-    args.scratch = sums.data_ptr<T_>();
+    args.packed = ws.packed.data_ptr<T_>();
+    args.packed_proj = ptr<T_>(ws.packed_proj);
+    args.scratch = ws.sums.data_ptr<T_>();
     run_team(workers, [&](const Team& team) { isa_backward<Cell, T_>(isa, args, team); });
   });
 

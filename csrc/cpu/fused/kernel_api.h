@@ -54,12 +54,15 @@ inline PanelRange worker_panels(int64_t panels, int64_t w, int64_t n) {
 }
 
 // --------------------------------------------------------------------------------------------------- arguments
-template <typename T>
-struct ForwardArgs {
+// The sweep both passes run: sizes, direction, per-row lengths.
+struct Sweep {
   int64_t steps = 0, batch = 0, hidden = 0, out_size = 0;  // T, B, H, H_out
   bool reverse = false;
   const int64_t* lengths = nullptr;  // [B] or nullptr
+};
 
+template <typename T>
+struct ForwardArgs : Sweep {
   const T* xg = nullptr;     // [T, B, G*H]  x W_ihᵀ + b_ih for every step
   const T* w_hh = nullptr;   // [G*H, H_out]
   const T* b_hh = nullptr;   // [G*H]        zeros when the layer has no bias
@@ -80,11 +83,7 @@ struct ForwardArgs {
 };
 
 template <typename T>
-struct BackwardArgs {
-  int64_t steps = 0, batch = 0, hidden = 0, out_size = 0;
-  bool reverse = false;
-  const int64_t* lengths = nullptr;
-
+struct BackwardArgs : Sweep {
   const T* w_hh = nullptr;      // [G*H, H_out]
   const T* w_hr = nullptr;      // [H_out, H] or nullptr
   const T* grad_out = nullptr;  // [T, B, H_out]  zero on padded steps
