@@ -28,6 +28,8 @@ class LayerInputs(NamedTuple):
     lengths: Optional[Tensor]  # [B] int64 in [1, T], or None: every row runs T steps
     reverse: bool              # run from t = T-1 down to 0
     train: bool = True         # False: inference, the forward keeps nothing for backward (saved/cells come back [0])
+    resets: Optional[Tensor] = None  # [T, B] bool, or None: resets[t, b] splits row b's sequence before step t (each
+                                     # segment runs from h0/c0, in both directions); never with lengths
 
 
 def _only(present: bool, *names: str) -> List[str]:
@@ -37,7 +39,7 @@ def _only(present: bool, *names: str) -> List[str]:
 def forward_arg_names(kind: CellKind) -> List[str]:
     """The forward op's arguments, in schema order."""
     return (["input", "h0"] + _only(kind.has_cell_state, "c0") + ["w_ih", "w_hh", "b_ih", "b_hh"]
-            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse", "train"])
+            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse", "train", "resets"])
 
 
 def backward_arg_names(kind: CellKind) -> List[str]:
@@ -45,7 +47,7 @@ def backward_arg_names(kind: CellKind) -> List[str]:
     return (["grad_output", "grad_h_n"] + _only(kind.has_cell_state, "grad_c_n") + ["input", "h0"]
             + _only(kind.has_cell_state, "c0") + ["w_ih", "w_hh"] + _only(kind.has_projection, "w_hr")
             + ["lengths", "reverse", "output"] + _only(kind.saved_per_unit > 0, "saved")
-            + _only(kind.has_cell_state, "cells"))
+            + _only(kind.has_cell_state, "cells") + ["resets"])
 
 
 def forward_output_names(kind: CellKind) -> List[str]:
@@ -71,7 +73,9 @@ def forward_args(kind: CellKind, x: LayerInputs) -> tuple:
 
 
 def inputs_from_forward_args(kind: CellKind, args: Sequence) -> LayerInputs:
-    """The inverse of :func:`forward_args` (``train`` is True when the call left it out, as the schema's default)."""
+    """The inverse of :func:`forward_args` (``train`` is True and ``resets`` None when the call left them out, as the
+    schema's defaults)."""
     given = named_args(forward_arg_names(kind), args)
     given.setdefault("train", True)
+    given.setdefault("resets", None)
     return LayerInputs(**{field: given.get(field) for field in LayerInputs._fields})

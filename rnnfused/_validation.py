@@ -15,7 +15,7 @@ from ._cells import CellKind
 from ._inputs import LayerInputs
 
 __all__ = ["Lengths", "check_tensor", "check_layer_inputs", "as_lengths", "check_op_lengths", "check_saved",
-           "check_same_device", "check_module_devices", "check_cell_rank", "check_cell_inputs"]
+           "check_same_device", "check_module_devices", "check_cell_rank", "check_cell_inputs", "check_resets"]
 
 Lengths = Union[Tensor, Sequence[int], None]
 
@@ -71,6 +71,22 @@ def check_layer_inputs(kind: CellKind, x: LayerInputs) -> None:
     check_tensor("h0", x.h0, (B, H_out), inp)
     if kind.has_cell_state:
         check_tensor("c0", x.c0, (B, H), inp)
+    check_resets(x.resets, T, B, inp.device, x.lengths is not None)
+
+
+def check_resets(resets: Optional[Tensor], steps: int, batch: int, device: torch.device, with_lengths: bool) -> None:
+    """``resets``: None, or a bool tensor [seq_len, batch] (time-major) on input's device, never with lengths."""
+    if resets is None:
+        return
+    if not isinstance(resets, Tensor) or resets.dtype != torch.bool:
+        got = resets.dtype if isinstance(resets, Tensor) else type(resets).__name__
+        raise ValueError(f"resets must be a bool tensor, got {got}")
+    if resets.shape != (steps, batch):
+        raise ValueError(f"resets must have shape [seq_len={steps}, batch={batch}], got {list(resets.shape)}")
+    if resets.device != device:
+        raise ValueError(f"resets must be on {device} like input, got {resets.device}")
+    if with_lengths:
+        raise ValueError("resets cannot be combined with lengths (PackedSequence input): give one or the other")
 
 
 def as_lengths(lengths: Lengths, batch: int, steps: int) -> Optional[Tensor]:
@@ -137,6 +153,8 @@ def check_same_device(op: str, x: LayerInputs) -> None:
     if x.lengths is not None and x.lengths.device.type != "cpu" and x.lengths.device != x.input.device:
         raise RuntimeError(f"{op}: lengths must be on the CPU or on {x.input.device} like input, got "
                            f"{x.lengths.device}")
+    if x.resets is not None and x.resets.device != x.input.device:
+        raise RuntimeError(f"{op}: resets must be on {x.input.device} like input, got {x.resets.device}")
 
 
 # ---------------------------------------------------------------------------------------------------- modules

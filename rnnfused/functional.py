@@ -50,15 +50,19 @@ def run_layer(kind: CellKind, x: LayerInputs, backend: Optional[str] = None) -> 
 
 def _layer(kind: CellKind, input: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor,
            b_ih: Optional[Tensor], b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Lengths, reverse: bool,
-           batch_first: bool, backend: Optional[str]):
+           batch_first: bool, backend: Optional[str], resets: Optional[Tensor]):
     if isinstance(input, Tensor) and input.dim() == 3 and batch_first:
         input = input.transpose(0, 1)
+        if isinstance(resets, Tensor) and resets.dim() == 2:
+            resets = resets.t()  # [B, T] -> [T, B]
     if isinstance(input, Tensor) and input.dim() == 3 and isinstance(w_hh, Tensor) and w_hh.dim() == 2:
         B, H_out, H = input.shape[1], w_hh.shape[1], w_hh.shape[0] // kind.gates
         h0 = input.new_zeros(B, H_out) if h0 is None else h0
         c0 = input.new_zeros(B, H) if (c0 is None and kind.has_cell_state) else c0
-    x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, None, bool(reverse))
+    x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, None, bool(reverse), resets=resets)
     check_layer_inputs(kind, x)
+    if resets is not None and lengths is not None:
+        raise ValueError("resets cannot be combined with lengths: give one or the other")
     x = x._replace(lengths=lengths_on_device(as_lengths(lengths, input.shape[1], input.shape[0]), input.device))
     output, h_n, c_n = run_layer(kind, x, backend)
     if batch_first:
@@ -69,7 +73,7 @@ def _layer(kind: CellKind, input: Tensor, h0: Optional[Tensor], c0: Optional[Ten
 def lstm(input: Tensor, hx: Optional[Tuple[Tensor, Tensor]], w_ih: Tensor, w_hh: Tensor,
          b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None, *,
          lengths: Lengths = None, reverse: bool = False, batch_first: bool = False,
-         backend: Optional[str] = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+         backend: Optional[str] = None, resets: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
     """One LSTM layer-direction over a whole sequence (one fused op; see the module docstring for the shapes).
 
     Args:
@@ -81,6 +85,9 @@ def lstm(input: Tensor, hx: Optional[Tuple[Tensor, Tensor]], w_ih: Tensor, w_hh:
         reverse: run from the last step to the first (the backward direction of a bidirectional layer).
         batch_first: input and output are batch-major.
         backend: the implementation (see :mod:`rnnfused.backends`); None: the project's rule.
+        resets: ``[T, B]`` bool (``[B, T]`` with ``batch_first``) on input's device, or None: where ``resets[t, b]``
+            is true, row b's sequence is split before step t and the new segment starts from ``hx`` again (in
+            either direction: each segment runs as if alone). Not with ``lengths``.
 
     Returns:
         ``output [T, B, H_out]`` (``[B, T, H_out]`` with ``batch_first``; zeros at padded steps) and
@@ -105,13 +112,13 @@ def lstm(input: Tensor, hx: Optional[Tuple[Tensor, Tensor]], w_ih: Tensor, w_hh:
     else:
         raise ValueError("hx must be None or a tuple (h0, c0)")
     output, h_n, c_n = _layer(cell_kind("lstm"), input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
-                              batch_first, backend)
+                              batch_first, backend, resets)
     return output, (h_n, c_n)
 
 
 def gru(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
         b_hh: Optional[Tensor] = None, *, lengths: Lengths = None, reverse: bool = False, batch_first: bool = False,
-        backend: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+        backend: Optional[str] = None, resets: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """One GRU layer-direction over a whole sequence: ``output [T, B, H], h_n [B, H]``.
 
     ``w_ih [3H, I]``, ``w_hh [3H, H]``, biases ``[3H]`` (gates r, z, n as in nn.GRU; ``b_hn`` inside ``r·(…)``);
@@ -125,13 +132,14 @@ def gru(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: O
         torch.Size([3, 5, 20])
     """
     output, h_n, _ = _layer(cell_kind("gru"), input, hx, None, w_ih, w_hh, b_ih, b_hh, None, lengths, reverse,
-                            batch_first, backend)
+                            batch_first, backend, resets)
     return output, h_n
 
 
 def rnn(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Optional[Tensor] = None,
         b_hh: Optional[Tensor] = None, *, nonlinearity: str = "tanh", lengths: Lengths = None, reverse: bool = False,
-        batch_first: bool = False, backend: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+        batch_first: bool = False, backend: Optional[str] = None,
+        resets: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """One Elman RNN layer-direction, ``h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`` with ``act`` = ``nonlinearity``
     (``"tanh"`` or ``"relu"``): ``output [T, B, H], h_n [B, H]``.
 
@@ -148,5 +156,5 @@ def rnn(input: Tensor, hx: Optional[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: O
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     output, h_n, _ = _layer(cell_kind("rnn", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh, None, lengths,
-                            reverse, batch_first, backend)
+                            reverse, batch_first, backend, resets)
     return output, h_n

@@ -149,8 +149,10 @@ class _FusedRNNBase(nn.RNNBase):
         w_hr = get("weight_hr") if self.proj_size > 0 else None
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
 
-    def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]):
-        """x [T, B, I] time-major; h0 [L*D, B, H_out]; c0 [L*D, B, H] -> output [T, B, D*H_out], h_n, c_n."""
+    def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor],
+                    resets: Optional[Tensor] = None):
+        """x [T, B, I] time-major; h0 [L*D, B, H_out]; c0 [L*D, B, H]; resets [T, B] bool (every layer and direction
+        restarts there) -> output [T, B, D*H_out], h_n, c_n."""
         kind = self._kind
         D = 2 if self.bidirectional else 1
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
@@ -165,7 +167,7 @@ class _FusedRNNBase(nn.RNNBase):
                 idx = layer * D + direction
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
                 inputs = LayerInputs(layer_input, h0[idx], c0[idx] if c0 is not None else None, w_ih, w_hh, b_ih,
-                                     b_hh, w_hr, lengths, direction == 1)
+                                     b_hh, w_hr, lengths, direction == 1, resets=resets)
                 out, h, c = run_layer(kind, inputs, backend)
                 outputs.append(out)
                 h_n.append(h)
@@ -175,10 +177,19 @@ class _FusedRNNBase(nn.RNNBase):
                 layer_input = F.dropout(layer_input, p=self.dropout, training=True)
         return layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
 
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, *, resets: Optional[Tensor] = None):
         """As ``nn.LSTM.forward`` / ``nn.GRU.forward`` / ``nn.RNN.forward``: same inputs, outputs and errors (see the
-        class docstring for the shapes)."""
+        class docstring for the shapes).
+
+        ``resets`` (keyword only; not in ``nn.*``): a bool tensor ``[T, B]`` (``[B, T]`` with ``batch_first``, ``[T]``
+        for unbatched input) on input's device, or None. Where ``resets[t, b]`` is true, row b's sequence is split
+        before step t: the state entering step t is the initial one (``hx``, or zeros) again, in every layer and
+        direction, exactly as if each segment ran alone (the reverse direction restarts at each segment's end).
+        Not with PackedSequence input."""
         kind = self._kind
+        if resets is not None and _onnx_exporting():
+            raise RuntimeError(f"{type(self).__name__}: resets cannot be exported to ONNX (its RNN ops have no "
+                               "in-sequence resets)")
         if _onnx_exporting() and self.proj_size == 0:
             # torch.onnx.export (either exporter) translates nn.*'s own RNN functions to ONNX's LSTM/GRU/RNN ops: run
             # them on these parameters. ONNX's LSTM has no projection, and neither exporter translates nn.LSTM with
@@ -192,6 +203,9 @@ class _FusedRNNBase(nn.RNNBase):
         is_batched = True
         batch_dim = 0 if self.batch_first else 1
         if isinstance(orig_input, PackedSequence):
+            if resets is not None:
+                raise ValueError(f"{type(self).__name__}: resets cannot be used with PackedSequence input (pad the "
+                                 "batch, or split its sequences)")
             data, batch_sizes, sorted_indices, unsorted_indices = orig_input
             max_batch = int(batch_sizes[0])
             if hx is not None:
@@ -228,7 +242,7 @@ class _FusedRNNBase(nn.RNNBase):
                                     unsorted_indices)
         else:
             x = data.transpose(0, 1) if self.batch_first else data
-            out, h_n, c_n = self._run_layers(x, h0, c0, None)
+            out, h_n, c_n = self._run_layers(x, h0, c0, None, self._time_major_resets(resets, x, is_batched))
             output = out.transpose(0, 1) if self.batch_first else out
             if not is_batched:
                 output = output.squeeze(batch_dim)
@@ -236,6 +250,28 @@ class _FusedRNNBase(nn.RNNBase):
                 c_n = c_n.squeeze(1) if c_n is not None else None
         hidden = (h_n, c_n) if has_c else h_n
         return output, self.permute_hidden(hidden, unsorted_indices)
+
+    def _time_major_resets(self, resets: Optional[Tensor], x: Tensor, is_batched: bool) -> Optional[Tensor]:
+        """The forward's ``resets`` checked against x [T, B, I] (time-major) and returned as [T, B] bool."""
+        if resets is None:
+            return None
+        T, B = x.shape[0], x.shape[1]
+        want = (B, T) if self.batch_first else (T, B)
+        if not is_batched:
+            want = (T,)
+        name = type(self).__name__
+        if not isinstance(resets, Tensor) or resets.dtype != torch.bool:
+            got = resets.dtype if isinstance(resets, Tensor) else type(resets).__name__
+            raise ValueError(f"{name}: resets must be a bool tensor, got {got}")
+        if tuple(resets.shape) != want:
+            layout = "[seq_len]" if not is_batched else "[batch, seq_len]" if self.batch_first else "[seq_len, batch]"
+            raise ValueError(f"{name}: resets must have shape {layout} = {list(want)} like input, got "
+                             f"{list(resets.shape)}")
+        if resets.device != x.device:
+            raise ValueError(f"{name}: resets must be on {x.device} like input, got {resets.device}")
+        if not is_batched:
+            return resets.unsqueeze(1)
+        return resets.t() if self.batch_first else resets
 
     def _batched_hx(self, hx, is_batched: bool):
         """nn.*'s rank checks of hx for (un)batched input; returns hx with a batch dimension."""

@@ -62,13 +62,18 @@ def rnn_cell_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optio
 
 
 def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tensor, state: Sequence[Tensor],
-          lengths: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tuple[Tensor, ...]]:
-    """Runs ``state = step(xg[t], state)`` over time; the output of a step is its first state (h)."""
+          lengths: Optional[Tensor], reverse: bool, resets: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[Tensor, ...]]:
+    """Runs ``state = step(xg[t], state)`` over time; the output of a step is its first state (h). ``resets[t, b]``
+    restarts row b from the initial state at the segment boundary before step t (in either direction)."""
     T = xg.shape[0]
-    state = tuple(state)
+    initial = state = tuple(state)
     outputs = [None] * T
     lengths = None if lengths is None else lengths.to(xg.device)
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        boundary = t + 1 if reverse else t  # the reset flag that splits the sequence between t and its predecessor
+        if resets is not None and 0 < boundary < T:
+            fresh = resets[boundary].unsqueeze(1)  # [B, 1]
+            state = tuple(torch.where(fresh, init, s) for init, s in zip(initial, state))
         new_state = tuple(step(xg[t], state))
         if lengths is not None:
             active = (lengths > t).unsqueeze(1)  # [B, 1]
@@ -82,12 +87,14 @@ def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tens
 
 def layer(kind, input: Tensor, h0: Tensor, c0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor,
           b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None,
-          lengths: Optional[Tensor] = None, reverse: bool = False) -> Tuple[Tensor, ...]:
+          lengths: Optional[Tensor] = None, reverse: bool = False, *,
+          resets: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
     """One layer-direction of the cell ``kind`` (a rnnfused._cells.CellKind: its ``step`` and ``has_cell_state``)
-    -> (output [T, B, H_out], h_n [B, H_out]) plus c_n [B, H] for cells with a cell state."""
+    -> (output [T, B, H_out], h_n [B, H_out]) plus c_n [B, H] for cells with a cell state. ``resets`` [T, B] bool:
+    see rnnfused._inputs.LayerInputs."""
     xg = F.linear(input, w_ih, b_ih)  # [T, B, G*H]
     state = (h0, c0) if kind.has_cell_state else (h0,)
-    out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse)
+    out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse, resets)
     return (out, *state)
 
 

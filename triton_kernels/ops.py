@@ -30,7 +30,8 @@ from rnnfused._op_family import register_family
 
 from .layer import layer_backward, layer_forward
 
-_OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths"}  # the `Tensor?` arguments of the schemas
+_OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths", "resets"}  # the `Tensor?` arguments of the schemas
+_DEFAULTS = {"train": True, "resets": None}  # the schemas' `bool train=True`, `Tensor? resets=None`
 
 
 def _schema(name: str) -> Optional[str]:
@@ -47,7 +48,7 @@ def _with_signature(fn: Callable, names: List[str], n_outputs: int) -> Callable:
         return bool if name in ("reverse", "train") else Optional[Tensor] if name in _OPTIONAL else Tensor
 
     def parameter(name):
-        default = True if name == "train" else inspect.Parameter.empty  # the schema's `bool train=True`
+        default = _DEFAULTS.get(name, inspect.Parameter.empty)
         return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation(name),
                                  default=default)
 
@@ -72,7 +73,7 @@ def _register(kind: CellKind) -> None:
     def backward(*args):
         a = dict(zip(names, args))
         x = LayerInputs(a["input"], a["h0"], a.get("c0"), a["w_ih"], a["w_hh"], None, None, a.get("w_hr"),
-                        a["lengths"], a["reverse"])
+                        a["lengths"], a["reverse"], resets=a.get("resets"))
         return layer_backward(kind, a["grad_output"], a["grad_h_n"], a.get("grad_c_n"), x, a["output"],
                               a.get("saved"), a.get("cells"))
 

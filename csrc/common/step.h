@@ -13,7 +13,20 @@
 
 #include <cstdint>
 
+#include "cell_math.h"  // RNNF_HD
+
 namespace rnnfused {
+
+// In-sequence state resets (the ops' `resets`, [T, B] bool as given; nullptr: none). resets[t, b] splits row b's
+// sequence before step t: each segment runs as if alone, from the initial state (h0, c0), in both directions. So
+// step t of row b starts from the initial state instead of the state its neighbour step carried: in forward when
+// resets[t, b] (t > 0), in reverse when resets[t + 1, b] (t < T - 1). Backward sends the gradient of that entering
+// state to h0/c0 of row b (summed over the row's segments) instead of into the neighbour step.
+RNNF_HD bool starts_from_initial(const bool* resets, bool reverse, int64_t T, int64_t B, int64_t t, int64_t b) {
+  if (resets == nullptr) return false;
+  const int64_t from = reverse ? t + 1 : t;  // the step whose reset flag splits before this one
+  return (reverse ? from < T : from > 0) && resets[from * B + b];
+}
 
 template <typename T, typename C>
 struct ForwardStep {

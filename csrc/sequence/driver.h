@@ -42,8 +42,21 @@ inline at::Tensor valid_steps(const LayerArgs& a) {
 }
 
 // [T, B, X]: the state each step started from. `seq` holds the states each step produced (the layer output);
-// `init` [B, X] is the initial state. In reverse with lengths, row b starts at t = lengths[b]-1, from init.
+// `init` [B, X] is the initial state. In reverse with lengths, row b starts at t = lengths[b]-1, from init; with
+// resets, every step that starts a segment (reset_starts) starts from init.
 at::Tensor previous_states(const LayerArgs& a, const at::Tensor& seq, const at::Tensor& init);
+
+// [T, B] bool: step t of row b starts from the initial state because a reset splits the sequence there
+// (starts_from_initial in common/step.h, as a tensor); undefined without resets.
+at::Tensor reset_starts(const LayerArgs& a);
+
+// Resets in BPTT: at the steps that started from the initial state, the gradient of the entering state (`carry`,
+// [B, X], dL/d(state entering step t)) belongs to the initial state: it moves into `to_init` [B, X] and the carry
+// into the neighbour step becomes zero. `starts_t` [B, 1] is reset_starts(a)[t].
+inline void move_reset_grad(const at::Tensor& starts_t, at::Tensor& carry, at::Tensor& to_init) {
+  to_init.add_(carry * starts_t);
+  carry.masked_fill_(starts_t, 0);
+}
 
 // [T, B, H_out] dL/doutput, contiguous and zero where the output is padding (a constant that no parameter reaches).
 inline at::Tensor masked_grad_output(const LayerArgs& a, const at::Tensor& grad_output) {
@@ -97,12 +110,16 @@ ForwardResult sequence_forward(const LayerArgs& a) {
   at::Tensor h_state = a.h0.clone(at::MemoryFormat::Contiguous);  // [B, H_out] running hidden state
   at::Tensor hg = at::empty({B, GH}, opts);                        // [B, G*H]  h W_hhᵀ of this step
   at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();  // [B, H]  r before the projection
+  const at::Tensor starts = reset_starts(a);                              // [T, B] bool, or undefined
+  at::Tensor c_in = starts.defined() && Cell::kHasCellState ? at::empty({B, H}, cell_opts) : at::Tensor();  // [B, H]
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_forward", [&] {
     using T_ = scalar_t;
     using C_ = at::opmath_type<scalar_t>;
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = time_of_step(a, s);
+      const at::Tensor fresh = starts.defined() && s > 0 ? starts.select(0, t).unsqueeze(1) : at::Tensor();  // [B, 1]
+      if (fresh.defined()) h_state.copy_(at::where(fresh, a.h0, h_state));  // a new segment starts from h0
       at::mm_out(hg, h_state, w_hh_t);
       ForwardStep<T_, C_> st;
       st.batch = B;
@@ -117,6 +134,10 @@ ForwardResult sequence_forward(const LayerArgs& a) {
       if (Cell::kHasCellState) {
         const int64_t slot = a.train ? t : s & 1, prev_slot = a.train ? previous_time(a, t) : (s - 1) & 1;
         st.c_prev = s == 0 ? c0.data_ptr<C_>() : cells.data_ptr<C_>() + prev_slot * B * H;
+        if (fresh.defined()) {  // ... and from c0
+          c_in.copy_(at::where(fresh, c0, cells.select(0, prev_slot)));
+          st.c_prev = c_in.data_ptr<C_>();
+        }
         st.c_new = cells.data_ptr<C_>() + slot * B * H;
       }
       st.saved = saved.data_ptr<T_>() + (a.train ? t : 0) * B * S * H;
@@ -165,6 +186,11 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
   at::Tensor dh_direct = at::empty({B, H_out}, opts);                             // [B, H_out]
   at::Tensor dh_seq = proj ? at::empty({T, B, H_out}, opts) : at::Tensor();       // [T, B, H_out] dL/dh_t
   at::Tensor dr = proj ? at::empty({B, H}, opts) : at::Tensor();                  // [B, H]
+  const at::Tensor starts = reset_starts(a);                                       // [T, B] bool, or undefined
+  // With resets: the gradients that reached h0/c0 at segment starts, and c_{t-1} or c0 per step.
+  at::Tensor dh_to_h0 = starts.defined() ? at::zeros_like(dh) : at::Tensor();      // [B, H_out]
+  at::Tensor dc_to_c0 = starts.defined() && Cell::kHasCellState ? at::zeros_like(dc) : at::Tensor();  // [B, H]
+  at::Tensor c_in = dc_to_c0.defined() ? at::empty({B, H}, cell_opts) : at::Tensor();                  // [B, H]
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_backward", [&] {
     using T_ = scalar_t;
@@ -191,6 +217,10 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
       if (Cell::kHasCellState) {
         st.c = fwd.cells.data_ptr<C_>() + t * B * H;
         st.c_prev = s == 0 ? c0.data_ptr<C_>() : fwd.cells.data_ptr<C_>() + previous_time(a, t) * B * H;
+        if (c_in.defined() && s > 0) {
+          c_in.copy_(at::where(starts.select(0, t).unsqueeze(1), c0, fwd.cells.select(0, previous_time(a, t))));
+          st.c_prev = c_in.data_ptr<C_>();
+        }
         st.dc = dc.data_ptr<C_>();
       }
       st.h_prev = h_prev.data_ptr<T_>() + t * B * H_out;
@@ -200,8 +230,17 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
       st.dh_direct = dh_direct.data_ptr<T_>();
       Pointwise::template backward<Cell>(st);
       at::addmm_out(dh, dh_direct, dgh.select(0, t), a.w_hh);  // dL/dh_{t-1}
+      if (starts.defined() && s > 0) {
+        const at::Tensor starts_t = starts.select(0, t).unsqueeze(1);  // [B, 1]
+        move_reset_grad(starts_t, dh, dh_to_h0);
+        if (Cell::kHasCellState) move_reset_grad(starts_t, dc, dc_to_c0);
+      }
     }
   });
+  if (starts.defined()) {
+    dh.add_(dh_to_h0);
+    if (Cell::kHasCellState) dc.add_(dc_to_c0);
+  }
 
   BackwardResult g = backward_gemms(a, dgx, dgh, h_prev, dh, Cell::kHasCellState ? dc : at::Tensor());
   if (proj) {

@@ -59,7 +59,7 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
                           const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                           const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
                           const std::optional<at::Tensor>& w_hr, const std::optional<at::Tensor>& lengths,
-                          bool reverse) {
+                          bool reverse, const std::optional<at::Tensor>& resets) {
   TORCH_CHECK(input.dim() == 3, op, ": input must be 3-D [seq_len, batch, input_size], got ", input.dim(),
               "-D with shape ", input.sizes());
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
@@ -98,6 +98,17 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
     a.c0 = c0->contiguous();
   }
   if (lengths.has_value() && lengths->defined()) a.lengths = checked_lengths(op, *lengths, input);
+  if (resets.has_value() && resets->defined()) {
+    const at::Tensor& r = *resets;
+    TORCH_CHECK(r.scalar_type() == at::kBool, op, ": resets must have dtype bool, got ", r.scalar_type());
+    TORCH_CHECK(r.dim() == 2 && r.size(0) == a.T && r.size(1) == a.B, op, ": resets must have shape [seq_len=", a.T,
+                ", batch=", a.B, "], got ", r.sizes());
+    TORCH_CHECK(r.device() == input.device(), op, ": resets must be on ", input.device(), " like input, got ",
+                r.device());
+    TORCH_CHECK(!a.lengths.defined(), op, ": resets cannot be combined with lengths (PackedSequence input): give "
+                "one or the other");
+    a.resets = r.contiguous();
+  }
   return a;
 }
 
