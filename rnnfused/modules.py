@@ -50,6 +50,10 @@ _SEQUENCE_ARGS = """
         backend: which implementation runs the ops — ``"cpu"``, ``"cuda"``, ``"triton"``, ``"reference"`` or None
             for the project's rule (``RNNFUSED_BACKEND``, else the fastest for the tensors' device and dtype; see
             :mod:`rnnfused.backends`). A backend named here that cannot run the tensors raises ``RuntimeError``.
+        weight_drop: DropConnect on the recurrent weights (AWD-LSTM; not in ``nn.*``): in training, each forward
+            call drops every entry of each ``weight_hh_l*`` with this probability (one mask per weight and call,
+            drawn from the torch generator) and scales the rest by ``1 / (1 - weight_drop)``; gradients reach
+            ``weight_hh_l*`` through the mask. In eval, and at 0 (default), the weights are used as they are.
 """
 
 _SEQUENCE_IO = """
@@ -66,10 +70,20 @@ _SEQUENCE_IO = """
             input): the last layer's hidden state at every step.
         h_n: the final state(s) of every layer and direction, ``[num_layers * D, N, H_out]``.
 
+    ``forward(input, hx=None, *, resets=None)``: ``resets`` (not in ``nn.*``) restarts sequences inside the batch, see
+    :meth:`forward`.
+
     Raises:
         ValueError / RuntimeError: the exception classes (and, for the checks nn.* has, the messages) that nn.*
             raises for the same bad input: wrong ranks, sizes, dtypes, devices.
 """
+
+
+def _probability(name: str, p) -> float:
+    """A dropout-like probability in [0, 1) (ValueError naming the argument otherwise)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+    return float(p)
 
 
 class _FusedRNNBase(nn.RNNBase):
@@ -78,9 +92,10 @@ class _FusedRNNBase(nn.RNNBase):
     _MODE = ""  # the nn.RNNBase mode of the subclass (a key of the cell registry)
     backend: Optional[str]
 
-    def __init__(self, mode: str, *args, backend: Optional[str] = None, **kwargs):
+    def __init__(self, mode: str, *args, backend: Optional[str] = None, weight_drop: float = 0.0, **kwargs):
         super().__init__(mode, *args, **kwargs)
         self.backend = backend
+        self.weight_drop = _probability("weight_drop", weight_drop)
 
     @property
     def _kind(self) -> CellKind:
@@ -93,11 +108,14 @@ class _FusedRNNBase(nn.RNNBase):
     def __setstate__(self, d):
         super().__setstate__(d)
         self.__dict__.setdefault("backend", None)
+        self.__dict__.setdefault("weight_drop", 0.0)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
         if self.mode == "RNN_RELU":
             s += ", nonlinearity='relu'"
+        if self.weight_drop:
+            s += f", weight_drop={self.weight_drop}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
         return s
@@ -147,7 +165,10 @@ class _FusedRNNBase(nn.RNNBase):
         sfx = "_reverse" if direction == 1 else ""
         get = lambda name: getattr(self, f"{name}_l{layer}{sfx}", None)  # noqa: E731
         w_hr = get("weight_hr") if self.proj_size > 0 else None
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), w_hr
+        w_hh = get("weight_hh")
+        if self.weight_drop and self.training:
+            w_hh = F.dropout(w_hh, p=self.weight_drop, training=True)  # DropConnect: a fresh mask per call
+        return get("weight_ih"), w_hh, get("bias_ih"), get("bias_hh"), w_hr
 
     def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor],
                     resets: Optional[Tensor] = None):
