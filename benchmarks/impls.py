@@ -7,6 +7,7 @@
                          variants.py; its opt-in rows, e.g. ``cuda:persistent-ll``, only when named)
     reference            rnnfused's plain-PyTorch equations (slow: measured only when asked for)
     cell-loop            the textbook nn.LSTMCell/GRUCell/RNNCell Python loop over time (``--with-cell-loop``)
+    cpu+resets1% …       a backend's module with a feature nn.* lacks (features.py; opt-in, not spot-checked)
 
 :func:`discover` builds the list for a device from ``rnnfused.available_backends`` and the variant table, so a
 new backend or kernel path shows up without changes here.
@@ -22,10 +23,13 @@ from torch import nn
 
 from rnnfused._cells import CellKind, cell_kind
 
+from . import features
 from .config import BenchConfig
+from .features import Feature
 from .variants import Variant, variants_for
 
-__all__ = ["Impl", "BaselineImpl", "FusedImpl", "CellLoopImpl", "discover", "select", "baseline_name"]
+__all__ = ["Impl", "BaselineImpl", "FusedImpl", "FeatureImpl", "CellLoopImpl", "discover", "select",
+           "baseline_name"]
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Impl:
     is_baseline: bool = False
     backend: str = ""
     variant: str = ""
+    comparable: bool = True             # its results are nn.*'s (spot-checked against the baseline's truth)
 
     def unavailable(self, cfg: BenchConfig, device: torch.device) -> Optional[str]:
         """None when this implementation can run ``cfg`` here, else why not."""
@@ -97,6 +102,29 @@ class FusedImpl(Impl):
                                            dtype=cfg.torch_dtype, lengths=cfg.packed))
         except Exception as exc:  # noqa: BLE001 - a note must never stop a benchmark
             return f"path=? ({type(exc).__name__})"
+
+
+class FeatureImpl(Impl):
+    """A backend's fused module with a feature nn.* does not have (features.py): timed, not compared with nn.*."""
+
+    def __init__(self, backend: str, feature: Feature, slow: bool = False):
+        super().__init__(f"{backend}+{feature.name}", feature.description, slow=slow, opt_in=True, backend=backend,
+                         variant=feature.name, comparable=False)
+        self.feature = feature
+
+    def unavailable(self, cfg, device):
+        from rnnfused.backends import unavailable_reason
+
+        return (unavailable_reason(self.backend, device, cfg.torch_dtype)
+                or features.unavailable(self.feature, cfg.kind.name, cfg.packed))
+
+    def build(self, baseline):
+        import rnnfused
+
+        return features.build(self.feature, baseline, self.backend, getattr(rnnfused, _kind_of(baseline).module))
+
+    def note(self, cfg):
+        return "not compared with nn.* (a feature it lacks)"
 
 
 class CellLoop(nn.Module):
@@ -164,6 +192,7 @@ def discover(device: torch.device, dtypes: Sequence[torch.dtype] = (torch.float3
             continue
         for variant in variants_for(backend):
             impls.append(FusedImpl(backend, variant, slow=_slow(backend, device)))
+        impls += [FeatureImpl(backend, f, slow=_slow(backend, device)) for f in features.FEATURES]
     if with_cell_loop:
         impls.append(CellLoopImpl())
     return impls

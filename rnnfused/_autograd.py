@@ -24,7 +24,7 @@ _DIFFERENTIABLE = ("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
 def reference_outputs(kind: CellKind, x: LayerInputs) -> tuple:
     """The reference equations for ``kind``: (output, h_n) plus c_n for cells with a cell state."""
     return reference.layer(kind, x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.w_hr, x.lengths, x.reverse,
-                           resets=x.resets)
+                           resets=x.resets, zoneout=x.zoneout)
 
 
 def _differentiable_backward(kind: CellKind, x: LayerInputs, grads: Sequence[Tensor]) -> dict:
@@ -54,14 +54,16 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
         ctx.mark_non_differentiable(*[out[n] for n in ("saved", "cells") if n in out])
         ctx.set_materialize_grads(False)  # unused outputs' grads stay None (no [T, B, 4H] zero fills)
         ctx.save_for_backward(x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.w_hr, x.lengths, x.resets,
-                              out["output"], out.get("saved"), out.get("cells"))
+                              x.zoneout, out["output"], out.get("saved"), out.get("cells"))
         ctx.reverse = x.reverse
         ctx.train = x.train
         ctx.num_inputs = len(inputs)
 
     def backward(ctx, *grads):
-        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, resets, output, saved, cells = ctx.saved_tensors
-        x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ctx.reverse, resets=resets)
+        (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, resets, zoneout, output, saved,
+         cells) = ctx.saved_tensors
+        x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ctx.reverse, resets=resets,
+                        zoneout=zoneout)
         g = dict(zip(output_names, grads))
         state_grads = [_zeros_if_none(g["output"], output), _zeros_if_none(g["h_n"], h0)]
         if kind.has_cell_state:
@@ -78,7 +80,8 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
             by_field = dict(zip(grad_names(kind), got))
         # Absent optional inputs (no bias, no projection) get no gradient.
         present = {f: (by_field.get(f) if getattr(x, f) is not None else None) for f in _DIFFERENTIABLE}
-        grads = forward_args(kind, LayerInputs(**present, lengths=None, reverse=None, train=None, resets=None))
-        return grads[:ctx.num_inputs]  # no entries for `train`/`resets` when the call left them out
+        grads = forward_args(kind, LayerInputs(**present, lengths=None, reverse=None, train=None, resets=None,
+                                               zoneout=None))
+        return grads[:ctx.num_inputs]  # no entries for `train`/`resets`/`zoneout` when the call left them out
 
     torch.library.register_autograd(forward_op, backward, setup_context=setup_context)

@@ -30,6 +30,8 @@ class LayerInputs(NamedTuple):
     train: bool = True         # False: inference, the forward keeps nothing for backward (saved/cells come back [0])
     resets: Optional[Tensor] = None  # [T, B] bool, or None: resets[t, b] splits row b's sequence before step t (each
                                      # segment runs from h0/c0, in both directions); never with lengths
+    zoneout: Optional[Tensor] = None  # [S, T, B, H] keep-masks in the cell dtype (S = 2: h and c for LSTM, 1 for GRU)
+                                      # or None: each step's state is m·previous + (1 − m)·new (no projection)
 
 
 def _only(present: bool, *names: str) -> List[str]:
@@ -39,7 +41,7 @@ def _only(present: bool, *names: str) -> List[str]:
 def forward_arg_names(kind: CellKind) -> List[str]:
     """The forward op's arguments, in schema order."""
     return (["input", "h0"] + _only(kind.has_cell_state, "c0") + ["w_ih", "w_hh", "b_ih", "b_hh"]
-            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse", "train", "resets"])
+            + _only(kind.has_projection, "w_hr") + ["lengths", "reverse", "train", "resets", "zoneout"])
 
 
 def backward_arg_names(kind: CellKind) -> List[str]:
@@ -47,7 +49,7 @@ def backward_arg_names(kind: CellKind) -> List[str]:
     return (["grad_output", "grad_h_n"] + _only(kind.has_cell_state, "grad_c_n") + ["input", "h0"]
             + _only(kind.has_cell_state, "c0") + ["w_ih", "w_hh"] + _only(kind.has_projection, "w_hr")
             + ["lengths", "reverse", "output"] + _only(kind.saved_per_unit > 0, "saved")
-            + _only(kind.has_cell_state, "cells") + ["resets"])
+            + _only(kind.has_cell_state, "cells") + ["resets", "zoneout"])
 
 
 def forward_output_names(kind: CellKind) -> List[str]:
@@ -73,9 +75,10 @@ def forward_args(kind: CellKind, x: LayerInputs) -> tuple:
 
 
 def inputs_from_forward_args(kind: CellKind, args: Sequence) -> LayerInputs:
-    """The inverse of :func:`forward_args` (``train`` is True and ``resets`` None when the call left them out, as the
-    schema's defaults)."""
+    """The inverse of :func:`forward_args` (``train`` is True, ``resets`` and ``zoneout`` None when the call left them
+    out, as the schema's defaults)."""
     given = named_args(forward_arg_names(kind), args)
     given.setdefault("train", True)
     given.setdefault("resets", None)
+    given.setdefault("zoneout", None)
     return LayerInputs(**{field: given.get(field) for field in LayerInputs._fields})

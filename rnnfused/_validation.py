@@ -11,11 +11,12 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._cells import CellKind
+from ._cells import CellKind, cell_state_dtype
 from ._inputs import LayerInputs
 
 __all__ = ["Lengths", "check_tensor", "check_layer_inputs", "as_lengths", "check_op_lengths", "check_saved",
-           "check_same_device", "check_module_devices", "check_cell_rank", "check_cell_inputs", "check_resets"]
+           "check_same_device", "check_module_devices", "check_cell_rank", "check_cell_inputs", "check_resets",
+           "check_zoneout"]
 
 Lengths = Union[Tensor, Sequence[int], None]
 
@@ -72,6 +73,29 @@ def check_layer_inputs(kind: CellKind, x: LayerInputs) -> None:
     if kind.has_cell_state:
         check_tensor("c0", x.c0, (B, H), inp)
     check_resets(x.resets, T, B, inp.device, x.lengths is not None)
+    check_zoneout(kind, x.zoneout, (T, B, H), inp, x.w_hr is not None)
+
+
+def check_zoneout(kind: CellKind, zoneout: Optional[Tensor], steps_batch_hidden: Tuple[int, int, int], like: Tensor,
+                  projection: bool) -> None:
+    """``zoneout``: None, or keep-masks [S, T, B, H] (S = 2 for LSTM: h and c; 1 for GRU) in the cell dtype of
+    ``like``'s dtype, on its device; not for Elman RNNs and not with a projection."""
+    if zoneout is None:
+        return
+    if kind.name not in ("lstm", "gru"):
+        raise ValueError(f"zoneout is supported by LSTM and GRU layers only, not {kind.name}")
+    if projection:
+        raise ValueError("zoneout cannot be combined with a projection (proj_size)")
+    S = 2 if kind.has_cell_state else 1
+    want = (S, *steps_batch_hidden)
+    if not isinstance(zoneout, Tensor) or zoneout.shape != want:
+        got = list(zoneout.shape) if isinstance(zoneout, Tensor) else type(zoneout).__name__
+        raise ValueError(f"zoneout must have shape {list(want)} ([states, seq_len, batch, hidden_size]), got {got}")
+    dtype = cell_state_dtype(like.dtype)
+    if zoneout.dtype != dtype:
+        raise ValueError(f"zoneout must have dtype {dtype} (the cell dtype of {like.dtype} input), got {zoneout.dtype}")
+    if zoneout.device != like.device:
+        raise ValueError(f"zoneout must be on {like.device} like input, got {zoneout.device}")
 
 
 def check_resets(resets: Optional[Tensor], steps: int, batch: int, device: torch.device, with_lengths: bool) -> None:
@@ -153,8 +177,10 @@ def check_same_device(op: str, x: LayerInputs) -> None:
     if x.lengths is not None and x.lengths.device.type != "cpu" and x.lengths.device != x.input.device:
         raise RuntimeError(f"{op}: lengths must be on the CPU or on {x.input.device} like input, got "
                            f"{x.lengths.device}")
-    if x.resets is not None and x.resets.device != x.input.device:
-        raise RuntimeError(f"{op}: resets must be on {x.input.device} like input, got {x.resets.device}")
+    for name in ("resets", "zoneout"):
+        t = getattr(x, name)
+        if t is not None and t.device != x.input.device:
+            raise RuntimeError(f"{op}: {name} must be on {x.input.device} like input, got {t.device}")
 
 
 # ---------------------------------------------------------------------------------------------------- modules

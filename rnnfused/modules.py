@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ._cell_ops import cell_step
-from ._cells import CellKind, cell_kind
+from ._cells import CellKind, cell_kind, cell_state_dtype
 from ._device_lengths import lengths_on_device
 from ._inputs import LayerInputs
 from ._validation import check_cell_inputs, check_cell_rank, check_module_devices
@@ -54,6 +54,12 @@ _SEQUENCE_ARGS = """
             call drops every entry of each ``weight_hh_l*`` with this probability (one mask per weight and call,
             drawn from the torch generator) and scales the rest by ``1 / (1 - weight_drop)``; gradients reach
             ``weight_hh_l*`` through the mask. In eval, and at 0 (default), the weights are used as they are.
+        zoneout, zoneout_hidden, zoneout_cell (LSTM and GRU, not with proj_size; not in ``nn.*``): zoneout
+            (Krueger et al. 2017) of the hidden state (and the LSTM's cell state): in training each unit of each
+            row keeps its previous value with this probability at every step (``h_t = d·h_{t-1} + (1 - d)·h̃_t``,
+            d ~ Bernoulli(p), drawn from the torch generator); in eval ``h_t = p·h_{t-1} + (1 - p)·h̃_t``. The
+            output at step t is the zoned-out state. ``zoneout`` sets both states; ``zoneout_hidden`` and
+            ``zoneout_cell`` (LSTM) set them apart. Default 0: none.
 """
 
 _SEQUENCE_IO = """
@@ -92,10 +98,43 @@ class _FusedRNNBase(nn.RNNBase):
     _MODE = ""  # the nn.RNNBase mode of the subclass (a key of the cell registry)
     backend: Optional[str]
 
-    def __init__(self, mode: str, *args, backend: Optional[str] = None, weight_drop: float = 0.0, **kwargs):
+    def __init__(self, mode: str, *args, backend: Optional[str] = None, weight_drop: float = 0.0,
+                 zoneout: float = 0.0, zoneout_hidden: Optional[float] = None, zoneout_cell: Optional[float] = None,
+                 **kwargs):
         super().__init__(mode, *args, **kwargs)
         self.backend = backend
         self.weight_drop = _probability("weight_drop", weight_drop)
+        self.zoneout_hidden, self.zoneout_cell = self._zoneout_probabilities(zoneout, zoneout_hidden, zoneout_cell)
+
+    def _zoneout_probabilities(self, zoneout, hidden, cell) -> Tuple[float, float]:
+        """(hidden, cell) zoneout probabilities from the constructor's arguments (ValueError where a cell has no
+        such state, or with proj_size)."""
+        kind, name = self._kind, type(self).__name__
+        hidden = _probability("zoneout_hidden" if hidden is not None else "zoneout",
+                              zoneout if hidden is None else hidden)
+        if not kind.has_cell_state and cell is not None:
+            raise ValueError(f"{name}: zoneout_cell needs a cell state (LSTM); use zoneout")
+        cell = _probability("zoneout_cell" if cell is not None else "zoneout", zoneout if cell is None else cell)
+        if not kind.has_cell_state:
+            cell = 0.0
+        if (hidden or cell) and kind.name not in ("lstm", "gru"):
+            raise ValueError(f"{name}: zoneout is supported by LSTM and GRU layers only")
+        if (hidden or cell) and self.proj_size > 0:
+            raise ValueError(f"{name}: zoneout cannot be combined with proj_size")
+        return hidden, cell
+
+    def _zoneout_masks(self, x: Tensor) -> Optional[Tensor]:
+        """Keep-masks [S, T, B, H] for one layer-direction over x [T, B, ·]: Bernoulli(p) per step, row and unit in
+        training (fresh per call, from the torch generator), p in eval; None without zoneout."""
+        if not (self.zoneout_hidden or self.zoneout_cell):
+            return None
+        dtype = cell_state_dtype(x.dtype)
+        p = [self.zoneout_hidden] + ([self.zoneout_cell] if self._kind.has_cell_state else [])
+        p = torch.tensor(p, dtype=dtype, device=x.device).view(-1, 1, 1, 1)  # [S, 1, 1, 1]
+        shape = (p.shape[0], x.shape[0], x.shape[1], self.hidden_size)
+        if self.training:
+            return (torch.rand(shape, dtype=dtype, device=x.device) < p).to(dtype)
+        return p.expand(shape).contiguous()
 
     @property
     def _kind(self) -> CellKind:
@@ -109,6 +148,8 @@ class _FusedRNNBase(nn.RNNBase):
         super().__setstate__(d)
         self.__dict__.setdefault("backend", None)
         self.__dict__.setdefault("weight_drop", 0.0)
+        self.__dict__.setdefault("zoneout_hidden", 0.0)
+        self.__dict__.setdefault("zoneout_cell", 0.0)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -116,6 +157,11 @@ class _FusedRNNBase(nn.RNNBase):
             s += ", nonlinearity='relu'"
         if self.weight_drop:
             s += f", weight_drop={self.weight_drop}"
+        one_value = not self._kind.has_cell_state or self.zoneout_hidden == self.zoneout_cell
+        if one_value and self.zoneout_hidden:
+            s += f", zoneout={self.zoneout_hidden}"
+        elif not one_value:
+            s += f", zoneout_hidden={self.zoneout_hidden}, zoneout_cell={self.zoneout_cell}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
         return s
@@ -188,7 +234,8 @@ class _FusedRNNBase(nn.RNNBase):
                 idx = layer * D + direction
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
                 inputs = LayerInputs(layer_input, h0[idx], c0[idx] if c0 is not None else None, w_ih, w_hh, b_ih,
-                                     b_hh, w_hr, lengths, direction == 1, resets=resets)
+                                     b_hh, w_hr, lengths, direction == 1, resets=resets,
+                                     zoneout=self._zoneout_masks(layer_input))
                 out, h, c = run_layer(kind, inputs, backend)
                 outputs.append(out)
                 h_n.append(h)
@@ -211,6 +258,8 @@ class _FusedRNNBase(nn.RNNBase):
         if resets is not None and _onnx_exporting():
             raise RuntimeError(f"{type(self).__name__}: resets cannot be exported to ONNX (its RNN ops have no "
                                "in-sequence resets)")
+        if (self.zoneout_hidden or self.zoneout_cell) and _onnx_exporting():
+            raise RuntimeError(f"{type(self).__name__}: zoneout cannot be exported to ONNX (its RNN ops have none)")
         if _onnx_exporting() and self.proj_size == 0:
             # torch.onnx.export (either exporter) translates nn.*'s own RNN functions to ONNX's LSTM/GRU/RNN ops: run
             # them on these parameters. ONNX's LSTM has no projection, and neither exporter translates nn.LSTM with

@@ -62,9 +62,11 @@ def rnn_cell_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optio
 
 
 def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tensor, state: Sequence[Tensor],
-          lengths: Optional[Tensor], reverse: bool, resets: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[Tensor, ...]]:
+          lengths: Optional[Tensor], reverse: bool, resets: Optional[Tensor] = None,
+          zoneout: Optional[Tensor] = None) -> Tuple[Tensor, Tuple[Tensor, ...]]:
     """Runs ``state = step(xg[t], state)`` over time; the output of a step is its first state (h). ``resets[t, b]``
-    restarts row b from the initial state at the segment boundary before step t (in either direction)."""
+    restarts row b from the initial state at the segment boundary before step t (in either direction);
+    ``zoneout[k, t]`` [B, H] mixes state k: ``m·previous + (1 − m)·new``."""
     T = xg.shape[0]
     initial = state = tuple(state)
     outputs = [None] * T
@@ -75,6 +77,9 @@ def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tens
             fresh = resets[boundary].unsqueeze(1)  # [B, 1]
             state = tuple(torch.where(fresh, init, s) for init, s in zip(initial, state))
         new_state = tuple(step(xg[t], state))
+        if zoneout is not None:
+            new_state = tuple((new + zoneout[k, t] * (old - new)).to(new.dtype)
+                              for k, (new, old) in enumerate(zip(new_state, state)))
         if lengths is not None:
             active = (lengths > t).unsqueeze(1)  # [B, 1]
             outputs[t] = torch.where(active, new_state[0], torch.zeros_like(new_state[0]))
@@ -88,13 +93,14 @@ def _scan(step: Callable[[Tensor, Sequence[Tensor]], Sequence[Tensor]], xg: Tens
 def layer(kind, input: Tensor, h0: Tensor, c0: Optional[Tensor], w_ih: Tensor, w_hh: Tensor,
           b_ih: Optional[Tensor] = None, b_hh: Optional[Tensor] = None, w_hr: Optional[Tensor] = None,
           lengths: Optional[Tensor] = None, reverse: bool = False, *,
-          resets: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+          resets: Optional[Tensor] = None, zoneout: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
     """One layer-direction of the cell ``kind`` (a rnnfused._cells.CellKind: its ``step`` and ``has_cell_state``)
-    -> (output [T, B, H_out], h_n [B, H_out]) plus c_n [B, H] for cells with a cell state. ``resets`` [T, B] bool:
-    see rnnfused._inputs.LayerInputs."""
+    -> (output [T, B, H_out], h_n [B, H_out]) plus c_n [B, H] for cells with a cell state. ``resets`` [T, B] bool
+    and ``zoneout`` [S, T, B, H]: see rnnfused._inputs.LayerInputs."""
     xg = F.linear(input, w_ih, b_ih)  # [T, B, G*H]
     state = (h0, c0) if kind.has_cell_state else (h0,)
-    out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse, resets)
+    out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse, resets,
+                       zoneout)
     return (out, *state)
 
 

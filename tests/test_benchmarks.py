@@ -438,15 +438,51 @@ def test_opt_in_rows_run_only_when_named_or_matched_by_a_pattern(monkeypatch):
         variants.Variant("sync-a", {"RNNFUSED_BENCH_TEST_SWITCH": "a"}, "a", opt_in=True),
         variants.Variant("sync-b", {"RNNFUSED_BENCH_TEST_SWITCH": "b"}, "b", opt_in=True)])
     found = impls.discover(CPU, [torch.float32])
-    assert [i.name for i in found if i.backend == "cpu"] == ["cpu", "cpu:sync-a", "cpu:sync-b"]
+    assert [i.name for i in found if isinstance(i, impls.FusedImpl) and i.backend == "cpu"] == \
+        ["cpu", "cpu:sync-a", "cpu:sync-b"]
     names = lambda wanted: [i.name for i in impls.select(found, wanted, CPU)]  # noqa: E731
     assert names(None) == ["torch-cpu", "cpu"], "not in a default run"
     assert names(["cpu"]) == ["torch-cpu", "cpu"], "nor selected by the backend's name"
     assert names(["cpu:sync-b"]) == ["torch-cpu", "cpu:sync-b"]
     assert names(["cpu:sync-*"]) == ["torch-cpu", "cpu:sync-a", "cpu:sync-b"]
-    assert names(["cpu*"]) == ["torch-cpu", "cpu", "cpu:sync-a", "cpu:sync-b"]
+    assert names(["cpu:*"]) == ["torch-cpu", "cpu:sync-a", "cpu:sync-b"]
     with pytest.raises(ValueError, match="'cuda:sync-\\*' cannot be measured here"):
         impls.select(found, ["cuda:sync-*"], CPU)
+
+
+def test_feature_rows_are_opt_in_timed_and_not_compared_with_nn(tmp_path):
+    """cpu+resets1% / cpu+zoneout0.1 / cpu+weightdrop0.1: only when asked for, skipped where the feature does not
+    apply (zoneout on an Elman RNN, resets with packed input), timed without the spot-check against nn.*."""
+    found = impls.discover(CPU, [torch.float32])
+    feature_names = ["cpu+resets1%", "cpu+zoneout0.1", "cpu+weightdrop0.1"]
+    assert [i.name for i in found if isinstance(i, impls.FeatureImpl) and i.backend == "cpu"] == feature_names
+    assert not set(feature_names) & {i.name for i in impls.select(found, None)}
+    assert [i.name for i in impls.select(found, ["cpu+*"], CPU)] == ["torch-cpu"] + feature_names
+    out = tmp_path / "o"
+    assert cli.main(["--device", "cpu", "--quick", "--cells", "gru,rnn", "--batch", "3", "--hidden", "6",
+                     "--seq", "5", "--modes", "fwdbwd", "--impls", "cpu,cpu+*", "--out", str(out), "--quiet",
+                     "--no-plots", "--rep-ms", "1", "--warmup-ms", "0", "--strict"]) == 0
+    rows = {(r["cell"], r["impl"]): r for r in report.read_csv(str(out / "results.csv"))}
+    assert rows["gru", "cpu"]["check"] == "pass"
+    for name in feature_names:
+        assert rows["gru", name]["status"] == "ok" and rows["gru", name]["check"] == "", name
+    assert rows["rnn", "cpu+zoneout0.1"]["status"] == "skipped"
+    assert "LSTM" in rows["rnn", "cpu+zoneout0.1"]["note"] or "lstm" in rows["rnn", "cpu+zoneout0.1"]["note"]
+    # The resets row really passes resets: a module that records them.
+    from benchmarks.features import RESET_DENSITY, FeatureModule
+
+    seen = []
+
+    class Probe(nn.Module):
+        batch_first = False
+
+        def forward(self, x, resets=None):
+            seen.append(resets)
+            return x, None
+
+    FeatureModule(Probe(), resets=True)(torch.zeros(400, 50, 1))
+    assert seen[0].shape == (400, 50) and seen[0].dtype == torch.bool
+    assert 0.5 * RESET_DENSITY < seen[0].float().mean().item() < 2 * RESET_DENSITY
 
 
 def test_patched_env_restores_previous_values(monkeypatch):

@@ -30,6 +30,8 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
     check_op_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0], x.input.device)
     if x.resets is not None:
         raise RuntimeError(f"{op}: resets are not implemented by the Triton kernels yet")
+    if x.zoneout is not None:
+        raise RuntimeError(f"{op}: zoneout is not implemented by the Triton kernels yet")
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
     return x._replace(input=c(x.input), h0=c(x.h0), c0=c(x.c0), w_ih=c(x.w_ih), w_hh=c(x.w_hh), b_ih=c(x.b_ih),
                       b_hh=c(x.b_hh), w_hr=c(x.w_hr))

@@ -30,8 +30,8 @@ from rnnfused._op_family import register_family
 
 from .layer import layer_backward, layer_forward
 
-_OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths", "resets"}  # the `Tensor?` arguments of the schemas
-_DEFAULTS = {"train": True, "resets": None}  # the schemas' `bool train=True`, `Tensor? resets=None`
+_OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths", "resets", "zoneout"}  # the `Tensor?` arguments of the schemas
+_DEFAULTS = {"train": True, "resets": None, "zoneout": None}  # the schemas' defaults
 
 
 def _schema(name: str) -> Optional[str]:
@@ -73,7 +73,7 @@ def _register(kind: CellKind) -> None:
     def backward(*args):
         a = dict(zip(names, args))
         x = LayerInputs(a["input"], a["h0"], a.get("c0"), a["w_ih"], a["w_hh"], None, None, a.get("w_hr"),
-                        a["lengths"], a["reverse"], resets=a.get("resets"))
+                        a["lengths"], a["reverse"], resets=a.get("resets"), zoneout=a.get("zoneout"))
         return layer_backward(kind, a["grad_output"], a["grad_h_n"], a.get("grad_c_n"), x, a["output"],
                               a.get("saved"), a.get("cells"))
 

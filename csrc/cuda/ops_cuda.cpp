@@ -16,9 +16,9 @@ namespace {
 
 // The tensors of a LayerArgs, in a fixed order, and back (the graph cache copies them into static buffers).
 graphs::Tensors layer_tensors(const LayerArgs& a) {
-  return {a.input, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.w_hr, a.lengths, a.resets};
+  return {a.input, a.h0, a.c0, a.w_ih, a.w_hh, a.b_ih, a.b_hh, a.w_hr, a.lengths, a.resets, a.zoneout};
 }
-constexpr size_t kLayerTensors = 10;
+constexpr size_t kLayerTensors = 11;
 
 LayerArgs with_layer_tensors(LayerArgs a, const graphs::Tensors& t) {
   a.input = t[0];
@@ -31,6 +31,7 @@ LayerArgs with_layer_tensors(LayerArgs a, const graphs::Tensors& t) {
   a.w_hr = t[7];
   a.lengths = t[8];
   a.resets = t[9];
+  a.zoneout = t[10];
   return a;
 }
 

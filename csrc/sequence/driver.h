@@ -58,6 +58,29 @@ inline void move_reset_grad(const at::Tensor& starts_t, at::Tensor& carry, at::T
   carry.masked_fill_(starts_t, 0);
 }
 
+// Zoneout (LayerArgs::zoneout) on one state of one step: `state` [B, X] holds the cell's candidate and becomes
+// candidate + keep·(previous − candidate), keep [B, X] the step's mask. Rows of padded steps (state == previous)
+// stay as they are for any mask.
+inline void zone_out(const at::Tensor& keep, const at::Tensor& previous, at::Tensor& state) {
+  state.add_(keep * (previous - state));
+}
+
+// Zoneout in BPTT: of `grad` [B, X], the gradient of a zoned-out state, keep·grad reaches the previous state directly
+// (moved into `kept`) and the rest, (1 − keep)·grad, the candidate (left in `grad`).
+inline void split_zoneout_grad(const at::Tensor& keep, at::Tensor& grad, at::Tensor& kept) {
+  kept.copy_(grad * keep);
+  grad.sub_(kept);
+}
+
+// The LSTM's candidate cell state c̃_t = σ(f)·c_{t-1} + σ(i)·tanh(g) from its saved activations `saved_t`
+// [B, 4*H] (σ(i), σ(f), tanh(g), σ(o)) and c_prev [B, H], into `out` [B, H] (cell dtype): backward of zoneout
+// needs it where the forward kept only the zoned-out c_t.
+inline void lstm_candidate_cells(const at::Tensor& saved_t, const at::Tensor& c_prev, at::Tensor& out) {
+  const int64_t H = c_prev.size(1);
+  const at::Tensor sv = saved_t.to(out.scalar_type());
+  out.copy_(sv.narrow(1, H, H) * c_prev + sv.narrow(1, 0, H) * sv.narrow(1, 2 * H, H));
+}
+
 // [T, B, H_out] dL/doutput, contiguous and zero where the output is padding (a constant that no parameter reaches).
 inline at::Tensor masked_grad_output(const LayerArgs& a, const at::Tensor& grad_output) {
   at::Tensor grad_out = grad_output.contiguous();
@@ -112,6 +135,9 @@ ForwardResult sequence_forward(const LayerArgs& a) {
   at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();  // [B, H]  r before the projection
   const at::Tensor starts = reset_starts(a);                              // [T, B] bool, or undefined
   at::Tensor c_in = starts.defined() && Cell::kHasCellState ? at::empty({B, H}, cell_opts) : at::Tensor();  // [B, H]
+  const bool zoneout = a.zoneout.defined();  // never with a projection (make_layer_args)
+  at::Tensor h_before = zoneout ? at::empty({B, H}, opts) : at::Tensor();  // [B, H]  h_{t-1} of this step
+  const at::Tensor active = zoneout && a.lengths.defined() ? valid_steps(a) : at::Tensor();  // [T, B] bool
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_forward", [&] {
     using T_ = scalar_t;
@@ -120,6 +146,7 @@ ForwardResult sequence_forward(const LayerArgs& a) {
       const int64_t t = time_of_step(a, s);
       const at::Tensor fresh = starts.defined() && s > 0 ? starts.select(0, t).unsqueeze(1) : at::Tensor();  // [B, 1]
       if (fresh.defined()) h_state.copy_(at::where(fresh, a.h0, h_state));  // a new segment starts from h0
+      if (zoneout) h_before.copy_(h_state);
       at::mm_out(hg, h_state, w_hh_t);
       ForwardStep<T_, C_> st;
       st.batch = B;
@@ -131,19 +158,29 @@ ForwardResult sequence_forward(const LayerArgs& a) {
       st.b_ih = b_ih.data_ptr<T_>();
       st.b_hh = b_hh.data_ptr<T_>();
       st.h_prev = h_state.data_ptr<T_>();
+      at::Tensor c_prev, c_new;  // [B, H] (cell state)
       if (Cell::kHasCellState) {
         const int64_t slot = a.train ? t : s & 1, prev_slot = a.train ? previous_time(a, t) : (s - 1) & 1;
-        st.c_prev = s == 0 ? c0.data_ptr<C_>() : cells.data_ptr<C_>() + prev_slot * B * H;
+        c_prev = s == 0 ? c0 : cells.select(0, prev_slot);
         if (fresh.defined()) {  // ... and from c0
-          c_in.copy_(at::where(fresh, c0, cells.select(0, prev_slot)));
-          st.c_prev = c_in.data_ptr<C_>();
+          c_in.copy_(at::where(fresh, c0, c_prev));
+          c_prev = c_in;
         }
-        st.c_new = cells.data_ptr<C_>() + slot * B * H;
+        c_new = cells.select(0, slot);
+        st.c_prev = c_prev.data_ptr<C_>();
+        st.c_new = c_new.data_ptr<C_>();
       }
       st.saved = saved.data_ptr<T_>() + (a.train ? t : 0) * B * S * H;
       st.out = proj ? cell_out.data_ptr<T_>() : r.output.data_ptr<T_>() + t * B * H;
       st.h_state = proj ? nullptr : h_state.data_ptr<T_>();
       Pointwise::template forward<Cell>(st);
+      if (zoneout) {  // the step's state is candidate + m·(previous − candidate); the output is that state
+        const at::Tensor keep = a.zoneout.select(1, t);  // [S, B, H]
+        zone_out(keep.select(0, 0), h_before, h_state);
+        at::Tensor out_t = r.output.select(0, t);  // [B, H]
+        out_t.copy_(active.defined() ? at::where(active.select(0, t).unsqueeze(1), h_state, 0) : h_state);
+        if (Cell::kHasCellState) zone_out(keep.select(0, 1), c_prev, c_new);
+      }
       if (proj) {
         at::Tensor out_t = r.output.select(0, t);  // [B, H_out]
         at::mm_out(out_t, cell_out, a.w_hr.t());   // padded rows: cell_out is 0, so out_t is 0
@@ -191,6 +228,13 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
   at::Tensor dh_to_h0 = starts.defined() ? at::zeros_like(dh) : at::Tensor();      // [B, H_out]
   at::Tensor dc_to_c0 = starts.defined() && Cell::kHasCellState ? at::zeros_like(dc) : at::Tensor();  // [B, H]
   at::Tensor c_in = dc_to_c0.defined() ? at::empty({B, H}, cell_opts) : at::Tensor();                  // [B, H]
+  // With zoneout (never with a projection): the parts of dh/dc that skip the cell, the candidate c̃_t, and a zero
+  // grad_output for the pointwise pass (grad_output is folded into dh first).
+  const bool zoneout = a.zoneout.defined();
+  at::Tensor dh_kept = zoneout ? at::empty_like(dh) : at::Tensor();                                     // [B, H]
+  at::Tensor dc_kept = zoneout && Cell::kHasCellState ? at::empty_like(dc) : at::Tensor();              // [B, H]
+  at::Tensor c_candidate = dc_kept.defined() ? at::empty({B, H}, cell_opts) : at::Tensor();            // [B, H]
+  const at::Tensor no_grad_out = zoneout ? at::zeros({B, H_out}, opts) : at::Tensor();                // [B, H]
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.input.scalar_type(), "rnnfused_backward", [&] {
     using T_ = scalar_t;
@@ -213,14 +257,26 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
         st.dh_in = dh.data_ptr<T_>();
         st.grad_out = grad_out.data_ptr<T_>() + t * B * H_out;
       }
+      const at::Tensor keep = zoneout ? a.zoneout.select(1, t) : at::Tensor();  // [S, B, H]
+      if (zoneout) {
+        dh.add_(grad_out.select(0, t));  // dL/dh_t (zoned out) ...
+        split_zoneout_grad(keep.select(0, 0), dh, dh_kept);  // ... of which (1 − m) reaches the candidate
+        st.grad_out = no_grad_out.data_ptr<T_>();
+      }
       st.saved = fwd.saved.data_ptr<T_>() + t * B * S * H;
       if (Cell::kHasCellState) {
-        st.c = fwd.cells.data_ptr<C_>() + t * B * H;
-        st.c_prev = s == 0 ? c0.data_ptr<C_>() : fwd.cells.data_ptr<C_>() + previous_time(a, t) * B * H;
+        at::Tensor c_prev = s == 0 ? c0 : fwd.cells.select(0, previous_time(a, t));  // [B, H]
         if (c_in.defined() && s > 0) {
-          c_in.copy_(at::where(starts.select(0, t).unsqueeze(1), c0, fwd.cells.select(0, previous_time(a, t))));
-          st.c_prev = c_in.data_ptr<C_>();
+          c_in.copy_(at::where(starts.select(0, t).unsqueeze(1), c0, c_prev));
+          c_prev = c_in;
         }
+        st.c = fwd.cells.data_ptr<C_>() + t * B * H;
+        if (zoneout) {  // the cell math ran on c̃_t, not on the zoned-out c_t that was kept
+          split_zoneout_grad(keep.select(0, 1), dc, dc_kept);
+          lstm_candidate_cells(fwd.saved.select(0, t), c_prev, c_candidate);
+          st.c = c_candidate.data_ptr<C_>();
+        }
+        st.c_prev = c_prev.data_ptr<C_>();
         st.dc = dc.data_ptr<C_>();
       }
       st.h_prev = h_prev.data_ptr<T_>() + t * B * H_out;
@@ -230,6 +286,10 @@ BackwardResult sequence_backward(const LayerArgs& a, const at::Tensor& grad_outp
       st.dh_direct = dh_direct.data_ptr<T_>();
       Pointwise::template backward<Cell>(st);
       at::addmm_out(dh, dh_direct, dgh.select(0, t), a.w_hh);  // dL/dh_{t-1}
+      if (zoneout) {
+        dh.add_(dh_kept);
+        if (Cell::kHasCellState) dc.add_(dc_kept);
+      }
       if (starts.defined() && s > 0) {
         const at::Tensor starts_t = starts.select(0, t).unsqueeze(1);  // [B, 1]
         move_reset_grad(starts_t, dh, dh_to_h0);

@@ -59,7 +59,8 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
                           const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                           const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
                           const std::optional<at::Tensor>& w_hr, const std::optional<at::Tensor>& lengths,
-                          bool reverse, const std::optional<at::Tensor>& resets) {
+                          bool reverse, const std::optional<at::Tensor>& resets,
+                          const std::optional<at::Tensor>& zoneout) {
   TORCH_CHECK(input.dim() == 3, op, ": input must be 3-D [seq_len, batch, input_size], got ", input.dim(),
               "-D with shape ", input.sizes());
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), op,
@@ -108,6 +109,23 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
     TORCH_CHECK(!a.lengths.defined(), op, ": resets cannot be combined with lengths (PackedSequence input): give "
                 "one or the other");
     a.resets = r.contiguous();
+  }
+  if (zoneout.has_value() && zoneout->defined()) {
+    const at::Tensor& z = *zoneout;
+    // The states zoneout mixes: h (and c for LSTM). Elman RNNs keep no pre-zoneout value for backward; with a
+    // projection h and c differ in size.
+    TORCH_CHECK(gates == 4 || gates == 3, op, ": zoneout is supported by LSTM and GRU layers only");
+    TORCH_CHECK(!a.w_hr.defined(), op, ": zoneout cannot be combined with a projection (w_hr, proj_size)");
+    const int64_t S = gates == 4 ? 2 : 1;
+    TORCH_CHECK(z.dim() == 4 && z.size(0) == S && z.size(1) == a.T && z.size(2) == a.B && z.size(3) == a.H, op,
+                ": zoneout must have shape [", S, ", seq_len=", a.T, ", batch=", a.B, ", hidden_size=", a.H,
+                "] (the hidden state's", S == 2 ? " and the cell state's" : "", " keep-masks), got ", z.sizes());
+    TORCH_CHECK(z.scalar_type() == cell_dtype(input.scalar_type()), op, ": zoneout must have dtype ",
+                cell_dtype(input.scalar_type()), " (the cell dtype of ", input.scalar_type(), " input), got ",
+                z.scalar_type());
+    TORCH_CHECK(z.device() == input.device(), op, ": zoneout must be on ", input.device(), " like input, got ",
+                z.device());
+    a.zoneout = z.contiguous();
   }
   return a;
 }

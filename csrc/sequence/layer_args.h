@@ -20,6 +20,9 @@ struct LayerArgs {
                        // given on the CPU (checked), unchecked when given on the device (checked_lengths)
   at::Tensor resets;   // [T, B] bool on input's device, or undefined: resets[t, b] splits row b's sequence before
                        // step t (starts_from_initial in common/step.h); never together with lengths (checked)
+  at::Tensor zoneout;  // [S, T, B, H] in cell_dtype, or undefined: zoneout keep-masks m ∈ [0, 1] of the hidden state
+                       // (and, S = 2, of the cell state): state_t = m·state_{t-1} + (1 - m)·candidate_t
+                       // (Krueger et al. 2017); LSTM (no projection) and GRU only (checked)
   bool reverse = false;
   bool train = true;  // false: inference, write nothing only backward needs (the forward ops' `train` argument)
   int64_t T = 0, B = 0, I = 0, H = 0, H_out = 0, G = 0;
@@ -31,7 +34,8 @@ LayerArgs make_layer_args(const char* op, int64_t gates, const at::Tensor& input
                           const std::optional<at::Tensor>& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                           const std::optional<at::Tensor>& b_ih, const std::optional<at::Tensor>& b_hh,
                           const std::optional<at::Tensor>& w_hr, const std::optional<at::Tensor>& lengths,
-                          bool reverse, const std::optional<at::Tensor>& resets = std::nullopt);
+                          bool reverse, const std::optional<at::Tensor>& resets = std::nullopt,
+                          const std::optional<at::Tensor>& zoneout = std::nullopt);
 
 // lengths [B] int64 for an input [T, B, ...]: on the CPU → values checked to lie in [1, T], then copied to input's
 // device (blocking when that is a GPU); already on input's device → returned as is, values NOT checked (reading

@@ -80,7 +80,7 @@ ForwardResult saved_forward(const char* op, const LayerArgs& a, const at::Tensor
   return f;
 }
 
-// <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train, resets?)
+// <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train, resets?, zoneout?)
 //   -> (output, h_n, [c_n], [saved], [cells]); saved and cells are [0] when !train, whatever the runner wrote (a path
 //   may keep writing them, e.g. the CUDA persistent kernels).
 template <typename Runner, typename Cell>
@@ -97,10 +97,11 @@ void forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const bool reverse = in.boolean();
   const bool train = in.boolean();
   const std::optional<at::Tensor> resets = in.optional_tensor();
+  const std::optional<at::Tensor> zoneout = in.optional_tensor();
   torch::jit::drop(*stack, count);
 
   LayerArgs a = make_layer_args(name.c_str(), Cell::kGates, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths,
-                                reverse, resets);
+                                reverse, resets, zoneout);
   a.train = train;
   ForwardResult r = Runner::template forward<Cell>(a);
   if (!train) {
@@ -114,7 +115,7 @@ void forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 }
 
 // <name>_backward(grad_output, grad_h_n, [grad_c_n], input, h0, [c0], w_ih, w_hh, [w_hr?], lengths?, reverse,
-//                 output, [saved], [cells], resets?) -> (grad_input, grad_h0, [grad_c0], grad_w_ih, grad_w_hh, grad_b_ih,
+//                 output, [saved], [cells], resets?, zoneout?) -> (grad_input, grad_h0, [grad_c0], grad_w_ih, grad_w_hh, grad_b_ih,
 //                                               grad_b_hh, [grad_w_hr])
 template <typename Runner, typename Cell>
 void backward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
@@ -134,10 +135,11 @@ void backward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const at::Tensor saved = Cell::kSaved > 0 ? in.tensor() : at::Tensor();
   const at::Tensor cells = Cell::kHasCellState ? in.tensor() : at::Tensor();
   const std::optional<at::Tensor> resets = in.optional_tensor();
+  const std::optional<at::Tensor> zoneout = in.optional_tensor();
   torch::jit::drop(*stack, count);
 
   const LayerArgs a = make_layer_args(op_name, Cell::kGates, input, h0, c0, w_ih, w_hh, std::nullopt, std::nullopt,
-                                      w_hr, lengths, reverse, resets);
+                                      w_hr, lengths, reverse, resets, zoneout);
   const ForwardResult f = saved_forward<Cell>(op_name, a, output, saved, cells);
   const auto dtype = input.scalar_type();
   const at::Tensor gh = check_saved(op_name, "grad_h_n", grad_h_n, {a.B, a.H_out}, dtype, input);

@@ -1,14 +1,17 @@
 // The op schemas of one cell, derived from its traits (csrc/common/cell_math.h). csrc/ops.cpp defines them for every
 // cell of the registry; csrc/sequence/layer_ops.h reads and writes the arguments in exactly this order.
 //
-// Forward:  <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train=True, resets=None)
+// Forward:  <name>(input, h0, [c0], w_ih, w_hh, b_ih?, b_hh?, [w_hr?], lengths?, reverse, train=True, resets=None,
+//                  zoneout=None)
 //             -> (output, h_n, [c_n], [saved], [cells])
 //           train=False (inference, as PyTorch's _cudnn_rnn's `train`): nothing only backward needs is written;
 //           saved and cells come back empty ([0]).
 //           resets ([T, B] bool, optional, never with lengths): resets[t, b] splits row b's sequence before step t,
 //           each segment running from the initial state (common/step.h: starts_from_initial).
+//           zoneout ([S, T, B, H] keep-masks in the cell dtype, optional; LSTM S = 2 (h, c), GRU S = 1): each
+//           step's new state is m·previous + (1 - m)·candidate (layer_args.h).
 // Backward: <name>_backward(grad_output, grad_h_n, [grad_c_n], input, h0, [c0], w_ih, w_hh, [w_hr?], lengths?,
-//                           reverse, output, [saved], [cells], resets=None)
+//                           reverse, output, [saved], [cells], resets=None, zoneout=None)
 //             -> (grad_input, grad_h0, [grad_c0], grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, [grad_w_hr])
 // [c0], [c_n], [cells], [grad_c_n], [grad_c0]: cells with a cell state (kHasCellState); [w_hr], [grad_w_hr]: cells
 // with a projection (kHasProjection; grad_w_hr is [0] without w_hr); [saved]: cells that save activations (kSaved > 0).
@@ -48,7 +51,7 @@ std::string forward_schema() {
   if (Cell::kHasCellState) s += "Tensor c0, ";
   s += "Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, ";
   if (Cell::kHasProjection) s += "Tensor? w_hr, ";
-  return s + "Tensor? lengths, bool reverse, bool train=True, Tensor? resets=None) -> " +
+  return s + "Tensor? lengths, bool reverse, bool train=True, Tensor? resets=None, Tensor? zoneout=None) -> " +
          tensor_tuple(forward_outputs<Cell>());
 }
 
@@ -63,7 +66,7 @@ std::string backward_schema() {
   s += "Tensor? lengths, bool reverse, Tensor output";
   if (Cell::kSaved > 0) s += ", Tensor saved";
   if (Cell::kHasCellState) s += ", Tensor cells";
-  return s + ", Tensor? resets=None) -> " + tensor_tuple(backward_outputs<Cell>());
+  return s + ", Tensor? resets=None, Tensor? zoneout=None) -> " + tensor_tuple(backward_outputs<Cell>());
 }
 
 }  // namespace rnnfused

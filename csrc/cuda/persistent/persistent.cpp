@@ -192,6 +192,7 @@ bool persistent_supported(const LayerArgs& a, const cudaDeviceProp& prop, std::s
   if (!a.input.is_cuda()) return no("the persistent kernels run CUDA tensors");
   if (a.w_hr.defined()) return no("proj_size (w_hr) is not supported by the persistent kernels");
   if (a.resets.defined()) return no("resets are not supported by the persistent kernels");
+  if (a.zoneout.defined()) return no("zoneout is not supported by the persistent kernels");
   const at::ScalarType dtype = a.input.scalar_type();
   if (dtype == at::kDouble) return no("float64 runs on the step-wise path (the persistent FMA mode is for tests)");
   if (math_mode(dtype) != MathMode::kTensorCore) {
