@@ -121,6 +121,8 @@ def convert(module: nn.Module, *, backend: Optional[str] = None) -> nn.Module:
             setattr(m, _ORIGINAL_CLASS, type(m))
         m.__class__ = FUSED_TWIN[base]
         m.backend = backend
+        if isinstance(m, modules._FusedRNNBase):
+            m.__dict__.update(modules._FusedRNNBase.FUSED_ONLY_DEFAULTS)
     if skipped:
         listed = "; ".join(f"{name} ({reason})" for name, reason in skipped)
         warnings.warn(f"rnnfused.convert left {len(skipped)} recurrent layer(s) as they are: {listed}. "
@@ -158,5 +160,9 @@ def revert(module: nn.Module) -> nn.Module:
         if torch_cls is None:
             continue
         m.__dict__.pop("backend", None)
+        dropped = [f"{k}={m.__dict__[k]}" for k in getattr(m, "FUSED_ONLY_DEFAULTS", ()) if m.__dict__.pop(k, 0.0)]
+        if dropped:
+            warnings.warn(f"rnnfused.revert: {type(m).__name__} loses {', '.join(dropped)} (nn.* has no such "
+                          "option)", UserWarning, stacklevel=2)
         m.__class__ = m.__dict__.pop(_ORIGINAL_CLASS, torch_cls)
     return module

@@ -97,6 +97,12 @@ class _FusedRNNBase(nn.RNNBase):
 
     _MODE = ""  # the nn.RNNBase mode of the subclass (a key of the cell registry)
     backend: Optional[str]
+    # The features nn.* lacks, off (class defaults also serve objects pickled before they existed); rnnfused.convert
+    # sets them on the nn.* layers it turns into fused ones without __init__, and revert removes them.
+    FUSED_ONLY_DEFAULTS = {"weight_drop": 0.0, "zoneout_hidden": 0.0, "zoneout_cell": 0.0}
+    weight_drop: float = 0.0
+    zoneout_hidden: float = 0.0
+    zoneout_cell: float = 0.0
 
     def __init__(self, mode: str, *args, backend: Optional[str] = None, weight_drop: float = 0.0,
                  zoneout: float = 0.0, zoneout_hidden: Optional[float] = None, zoneout_cell: Optional[float] = None,
@@ -147,9 +153,6 @@ class _FusedRNNBase(nn.RNNBase):
     def __setstate__(self, d):
         super().__setstate__(d)
         self.__dict__.setdefault("backend", None)
-        self.__dict__.setdefault("weight_drop", 0.0)
-        self.__dict__.setdefault("zoneout_hidden", 0.0)
-        self.__dict__.setdefault("zoneout_cell", 0.0)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -93,3 +93,13 @@ def test_weight_drop_argument_errors_and_repr():
     m = FusedLSTM(I, H, weight_drop=0.25)
     assert set(m.state_dict()) == set(nn.LSTM(I, H).state_dict())
     assert isinstance(m.to_torch(), nn.LSTM)
+
+
+def test_convert_and_revert_handle_the_fused_only_options():
+    import rnnfused
+
+    converted = rnnfused.convert(nn.GRU(I, H))
+    assert converted.weight_drop == 0.0 and converted.zoneout_hidden == 0.0
+    with pytest.warns(UserWarning, match="loses weight_drop=0.25"):
+        reverted = rnnfused.revert(FusedLSTM(I, H, weight_drop=0.25))
+    assert type(reverted) is nn.LSTM and "weight_drop" not in vars(reverted)
