@@ -160,7 +160,8 @@ def revert(module: nn.Module) -> nn.Module:
         if torch_cls is None:
             continue
         m.__dict__.pop("backend", None)
-        dropped = [f"{k}={m.__dict__[k]}" for k in getattr(m, "FUSED_ONLY_DEFAULTS", ()) if m.__dict__.pop(k, 0.0)]
+        options = {k: m.__dict__.pop(k, 0.0) for k in getattr(m, "FUSED_ONLY_DEFAULTS", ())}
+        dropped = [f"{k}={v}" for k, v in options.items() if v]
         if dropped:
             warnings.warn(f"rnnfused.revert: {type(m).__name__} loses {', '.join(dropped)} (nn.* has no such "
                           "option)", UserWarning, stacklevel=2)
