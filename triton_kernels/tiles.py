@@ -4,8 +4,9 @@ A tile computes its recurrent GEMM slice (recurrent_dot.py), applies the cell ma
 everything the C++ ops write for these rows and units, with the same semantics (csrc/sequence/driver.h,
 csrc/cpu/pointwise_cpu.h): a row is active at step t iff t < lengths[b]; inactive rows give zero output and zero
 saved activations, carry c (and h) unchanged, and pass their state gradient through. With resets (HAS_RESETS), a
-row whose step starts a segment reads h0/c0 as its previous state, and in backward the gradient of the state
-entering the next step of such a row goes to the h0/c0 accumulators instead of this step (resets.py).
+row whose step starts a segment reads h0/c0 as its previous state; in backward, the gradient of the state entering
+such a step goes to the h0/c0 accumulators instead of the step before it (moved by that step's tile, where the sum
+carry + dgates W_hh is formed; resets.py).
 
 Pointers here are per-step slices (the step helpers in steps.py select them); sizes: B rows, H units per gate,
 G gates, S saved values per unit, K = width of h (H, or proj_size with a projection).
