@@ -24,12 +24,11 @@ def segment_starts(starts_t_ptr, rows64, row_ok, HAS_RESETS: tl.constexpr):
 @triton.jit
 def load_entering_state(prev_ptr, init_ptr, offs, mask, fresh, HAS_RESETS: tl.constexpr, CACHE: tl.constexpr):
     """The [BLOCK_B, X] state a step starts from: prev_ptr's rows ([B, X]), init_ptr's (h0 or c0, [B, X]) where
-    `fresh` [BLOCK_B]. Masked loads: each row is read from one of the two buffers only. CACHE: prev_ptr's load cache
-    modifier ("" or ".cg" for states other programs wrote in the same launch)."""
+    `fresh` [BLOCK_B]. One load through per-row pointers (two masked loads would hold both tiles in registers).
+    CACHE: the load's cache modifier ("" or ".cg" for states other programs wrote in the same launch)."""
     if HAS_RESETS:
-        f = fresh[:, None]
-        from_init = tl.load(init_ptr + offs, mask=mask & f, other=0.0)
-        v = tl.where(f, from_init, tl.load(prev_ptr + offs, mask=mask & ~f, other=0.0, cache_modifier=CACHE))
+        v = tl.load(tl.where(fresh[:, None], init_ptr + offs, prev_ptr + offs), mask=mask, other=0.0,
+                    cache_modifier=CACHE)
     else:
         v = tl.load(prev_ptr + offs, mask=mask, other=0.0, cache_modifier=CACHE)
     return v
