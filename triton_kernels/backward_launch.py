@@ -31,16 +31,18 @@ class BackwardResult(NamedTuple):
 def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor, grad_h_n: Tensor,
                         grad_c_n: Optional[Tensor], c0: Optional[Tensor], w_hh: Tensor, w_hr: Optional[Tensor],
                         lengths: Optional[Tensor], reverse: bool, output: Tensor, saved: Tensor, cells: Tensor,
-                        h_prev_seq: Tensor, cfg: Optional[KernelConfig] = None) -> BackwardResult:
+                        h_prev_seq: Tensor, starts: Optional[Tensor] = None,
+                        cfg: Optional[KernelConfig] = None) -> BackwardResult:
     """grad_output/output/h_prev_seq [T, B, K]; grad_h_n [B, K]; grad_c_n, c0 [B, H]; saved [T, B, S·H];
-    cells [T, B, H] (cell dtype); lengths [B] int64 on the tensors' device."""
+    cells [T, B, H] (cell dtype); lengths [B] int64 on the tensors' device; starts [T, B] bool (layer.reset_starts)
+    or None (h_prev_seq then has h0 at those steps: layer.previous_states)."""
     with device_guard(output.device):
         return _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse,
-                                    output, saved, cells, h_prev_seq, cfg)
+                                    output, saved, cells, h_prev_seq, starts, cfg)
 
 
 def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse, output,
-                         saved, cells, h_prev_seq, cfg) -> BackwardResult:
+                         saved, cells, h_prev_seq, starts, cfg) -> BackwardResult:
     T, B, K = output.shape
     GH = w_hh.shape[0]
     H = GH // kind.gates
@@ -61,12 +63,18 @@ def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh
     c0c = c0.to(cdt).contiguous() if lstm else None              # [B, H]
     dr = output.new_empty(B, H) if proj else None                # [B, H]
     dh_seq = output.new_empty(T, B, K) if proj else output.new_empty(0)  # [T, B, K]
+    resets = starts is not None
+    # The gradients that reach h0/c0 at segment starts (resets.move_to_initial), added to grad_h_last/grad_c0 at the
+    # end; in the cell dtype so that many segments do not sum in 16 bits.
+    h0_acc = output.new_zeros(B, K, dtype=cdt) if resets else None            # [B, K]
+    c0_acc = output.new_zeros(B, H, dtype=cdt) if resets and lstm else None   # [B, H]
     ph = dgx  # placeholder for pointer arguments a cell does not use (never dereferenced)
     ptrs = (dgx, dgh, w_hh, grad_h_n, carry_buf, grad_h_last, grad_output, dr if proj else ph,
             gcn if lstm else ph, dc_buf if lstm else ph, grad_c0 if lstm else ph,
             saved if kind.saved_per_unit else ph, c0c if lstm else ph, cells if lstm else ph, h_prev_seq, output,
-            ph if lengths is None else lengths)
-    meta = cell_meta(kind, cfg, output.dtype, reverse, lengths is not None)
+            ph if lengths is None else lengths, starts if resets else ph, h0_acc if resets else ph,
+            c0_acc if c0_acc is not None else ph)
+    meta = cell_meta(kind, cfg, output.dtype, reverse, lengths is not None, resets)
     meta.update(FROM_DR=proj, SPLIT=split)
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":
@@ -79,7 +87,7 @@ def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh
             active = None if lengths is None else (lengths > t).unsqueeze(1)  # [B, 1]
             if proj:
                 _projected_dr(s, t, T, reverse, grad_output, grad_h_n, carry_buf, dgh, w_hh, w_hr, dh_seq, dr,
-                              active)
+                              active, starts, h0_acc)
             backward_step_kernel[(tiles,)](s, T, *ptrs, B, H, K, **meta)
             if proj:
                 # With a projection no part of dL/dh_{t-1} skips W_hh, except on padded rows (pass-through).
@@ -88,19 +96,31 @@ def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh
                     carry_dst.zero_()
                 else:
                     torch.where(active, torch.zeros_like(dh_seq[t]), dh_seq[t], out=carry_dst)
+    if resets:
+        grad_h_last.add_(h0_acc)
+        if lstm:
+            grad_c0.add_(c0_acc)
     return BackwardResult(dgx, dgh if split else output.new_empty(0), grad_h_last, grad_c0, dh_seq)
 
 
 def _projected_dr(s: int, t: int, T: int, reverse: bool, grad_output: Tensor, grad_h_n: Tensor, carry_buf: Tensor,
-                  dgh: Tensor, w_hh: Tensor, w_hr: Tensor, dh_seq: Tensor, dr: Tensor,
-                  active: Optional[Tensor]) -> None:
-    """dh_t = carry + grad_output[t] (0 on padded rows) + dgates_{t+1} W_hh  → dh_seq[t];  dr = dh_t W_hr."""
+                  dgh: Tensor, w_hh: Tensor, w_hr: Tensor, dh_seq: Tensor, dr: Tensor, active: Optional[Tensor],
+                  starts: Optional[Tensor], h0_acc: Optional[Tensor]) -> None:
+    """dh_t = carry + dgates_{t+1} W_hh + grad_output[t] (0 on padded rows) → dh_seq[t];  dr = dh_t W_hr. With
+    resets, the first two terms (the gradient of the state entering step t+1) go to h0_acc where step t+1 started
+    from h0 (the kernels' resets.move_to_initial)."""
     dh_t = dh_seq[t]                                              # [B, K]
-    carry_src = grad_h_n if s == T - 1 else carry_buf[(s + 1) % 2]
     go = grad_output[t] if active is None else torch.where(active, grad_output[t], 0)
-    torch.add(carry_src, go, out=dh_t)
-    if s < T - 1:
-        dh_t.addmm_(dgh[t - 1 if reverse else t + 1], w_hh)
+    if s == T - 1:
+        torch.add(grad_h_n, go, out=dh_t)
+    else:
+        t_next = t - 1 if reverse else t + 1
+        torch.addmm(carry_buf[(s + 1) % 2], dgh[t_next], w_hh, out=dh_t)  # dL/d(state entering step t_next)
+        if starts is not None:
+            fresh = starts[t_next].unsqueeze(1)                   # [B, 1]
+            h0_acc.add_(torch.where(fresh, dh_t, 0))
+            dh_t.masked_fill_(fresh, 0)
+        dh_t.add_(go)
     torch.mm(dh_t, w_hr, out=dr)
 
 

@@ -39,6 +39,7 @@ class Case:
     dtype: str
     config: str
     proj: bool = False  # backward kernels with FROM_DR (LSTM projection, per-step path)
+    resets: bool = False  # HAS_RESETS: in-sequence resets (triton_kernels/resets.py)
     arch: int = 90
 
 
@@ -57,7 +58,8 @@ class Result:
 
 def cases(full: bool, arch: int = 90) -> List[Case]:
     """CI: every kernel for LSTM, GRU, RNN-tanh in fp32/bf16/fp16 on the small config; the large config and float64
-    (the GPU gradcheck path) for LSTM and GRU; RNN-relu in bf16; the projection variant. --full: every combination."""
+    (the GPU gradcheck path) for LSTM and GRU; RNN-relu in bf16; the projection variant; every kernel with resets
+    for LSTM and GRU in bf16 (and the projection's backward). --full: every combination."""
     out = []
     for kernel in KERNELS:
         for cell in CELL_KINDS:
@@ -71,6 +73,9 @@ def cases(full: bool, arch: int = 90) -> List[Case]:
                         out.append(Case(kernel, cell, dtype, config, arch=arch))
     out += [Case("backward_step_kernel", "lstm", d, "small", proj=True, arch=arch)
             for d in (("bf16", "fp32") if full else ("bf16",))]
+    out += [Case(kernel, cell, "bf16", "small", resets=True, arch=arch) for kernel in KERNELS
+            for cell in (CELL_KINDS if full else ("lstm", "gru"))]
+    out += [Case("backward_step_kernel", "lstm", "bf16", "small", proj=True, resets=True, arch=arch)]
     return out
 
 
@@ -88,13 +93,14 @@ def _compile(case: Case) -> Result:
     ptr = "*" + DTYPES[case.dtype]
     cell_ptr = "*fp64" if case.dtype == "fp64" else "*fp32"  # c and dc are float32 for 16-bit and fp32 storage
     forward = case.kernel.startswith("forward")
-    const = dict(CELL=cell_id, G=G, S=S, HAS_LENGTHS=True, REVERSE=False, BLOCK_B=block_b, BLOCK_H=block_h,
-                 BLOCK_K=block_k, PRECISION="ieee")
+    # Resets are never combined with lengths (the ops refuse it).
+    const = dict(CELL=cell_id, G=G, S=S, HAS_LENGTHS=not case.resets, HAS_RESETS=case.resets, REVERSE=False,
+                 BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, PRECISION="ieee")
     if forward:
         const.update(HAS_BIAS=True, WRITE_STATE=not case.proj)
     else:
         const.update(FROM_DR=case.proj, SPLIT=CELL_KINDS[case.cell].split_recurrent_grad)
-    cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr"}
+    cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr", "h0_acc_ptr", "c0_acc_ptr"}
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
@@ -103,6 +109,8 @@ def _compile(case: Case) -> Result:
             signature[name] = "i32"
         elif name == "lengths_ptr":
             signature[name] = "*i64"
+        elif name == "starts_ptr":
+            signature[name] = "*i1"  # torch.bool
         elif name in ("barrier_ptr", "stall_ptr"):
             signature[name] = "*i32"
         else:
@@ -191,7 +199,8 @@ def table(results: List[Result]) -> str:
     lines = [f"{'kernel':28} {'cell':8} {'dtype':5} {'config':16} {'regs':>4} {'spill st/ld':>11} {'smem B':>7}  ok"]
     for r in results:
         c = r.case
-        cfg = "x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}" + (" dr" if c.proj else "")
+        cfg = ("x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}" + (" dr" if c.proj else "")
+               + (" rs" if c.resets else ""))
         lines.append(f"{c.kernel:28} {c.cell:8} {c.dtype:5} {cfg:16} {r.registers:>4} "
                      f"{f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared:>7}  {'yes' if r.ok else 'NO ' + r.error[:200]}")
     return "\n".join(lines)

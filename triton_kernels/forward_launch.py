@@ -29,13 +29,15 @@ class ForwardResult(NamedTuple):
 
 def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tensor, c0: Optional[Tensor],
                        w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Optional[Tensor],
-                       reverse: bool, cfg: Optional[KernelConfig] = None) -> ForwardResult:
-    """xg: [T, B, G·H] = x W_ihᵀ + b_ih; h0 [B, K]; c0 [B, H]; w_hh [G·H, K]; lengths [B] int64 on xg's device."""
+                       reverse: bool, starts: Optional[Tensor] = None,
+                       cfg: Optional[KernelConfig] = None) -> ForwardResult:
+    """xg: [T, B, G·H] = x W_ihᵀ + b_ih; h0 [B, K]; c0 [B, H]; w_hh [G·H, K]; lengths [B] int64 on xg's device;
+    starts [T, B] bool on xg's device (layer.reset_starts: the steps that start from h0/c0), or None."""
     with device_guard(xg.device):
-        return _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, cfg)
+        return _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, cfg)
 
 
-def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, cfg) -> ForwardResult:
+def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, cfg) -> ForwardResult:
     T, B, GH = xg.shape
     H, K = GH // kind.gates, w_hh.shape[1]
     proj = w_hr is not None
@@ -52,8 +54,9 @@ def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, rev
     c0c = c0.to(cell_state_dtype(xg.dtype)).contiguous() if lstm else None            # [B, H]
     # Unused pointer arguments get a placeholder tensor (never dereferenced: the flags compile their uses away).
     ptrs = (xg, xg if b_hh is None else b_hh, w_hh, h0, h_buf, h_n, c0c if lstm else xg, cells if lstm else xg,
-            cell_out, saved if kind.saved_per_unit else xg, xg if lengths is None else lengths)
-    meta = cell_meta(kind, cfg, xg.dtype, reverse, lengths is not None)
+            cell_out, saved if kind.saved_per_unit else xg, xg if lengths is None else lengths,
+            xg if starts is None else starts)
+    meta = cell_meta(kind, cfg, xg.dtype, reverse, lengths is not None, starts is not None)
     meta.update(HAS_BIAS=b_hh is not None, WRITE_STATE=not proj)
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":
@@ -92,4 +95,5 @@ def _time_probe(kind: CellKind, choice: PathChoice, cfg: KernelConfig, B: int, H
     xg, h0, w_hh, b_hh = rnd(T, B, GH), rnd(B, K), rnd(GH, K) / K ** 0.5, rnd(GH)
     c0 = rnd(B, H) if kind.has_cell_state else None
     w_hr = rnd(K, H) if proj else None
-    return cuda_time_ms(lambda: forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, None, False, cfg))
+    return cuda_time_ms(lambda: forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, None, False,
+                                                   cfg=cfg))

@@ -41,11 +41,13 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee"
 
 
-def cell_meta(kind: CellKind, cfg: KernelConfig, dtype: torch.dtype, reverse: bool, has_lengths: bool) -> dict:
+def cell_meta(kind: CellKind, cfg: KernelConfig, dtype: torch.dtype, reverse: bool, has_lengths: bool,
+              has_resets: bool) -> dict:
     """Compile-time arguments common to every recurrence kernel, plus the launch options."""
     return dict(CELL=CELL_IDS[kind.name], G=kind.gates, S=kind.saved_per_unit, HAS_LENGTHS=has_lengths,
-                REVERSE=bool(reverse), BLOCK_B=cfg.block_b, BLOCK_H=cfg.block_h, BLOCK_K=cfg.block_k,
-                PRECISION=dot_precision(dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                HAS_RESETS=has_resets, REVERSE=bool(reverse), BLOCK_B=cfg.block_b, BLOCK_H=cfg.block_h,
+                BLOCK_K=cfg.block_k, PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
+                num_stages=cfg.num_stages)
 
 
 def device_guard(device: torch.device):

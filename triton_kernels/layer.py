@@ -28,8 +28,6 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
     except ValueError as exc:
         raise RuntimeError(f"{op}: {exc}") from None
     check_op_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0], x.input.device)
-    if x.resets is not None:
-        raise RuntimeError(f"{op}: resets are not implemented by the Triton kernels yet")
     if x.zoneout is not None:
         raise RuntimeError(f"{op}: zoneout is not implemented by the Triton kernels yet")
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
@@ -37,16 +35,25 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
                       b_hh=c(x.b_hh), w_hr=c(x.w_hr))
 
 
-def previous_states(seq: Tensor, init: Tensor, lengths: Optional[Tensor], reverse: bool) -> Tensor:
-    """[T, B, K]: the state each step started from (driver.cpp's previous_states)."""
-    if not reverse:
-        return torch.cat([init.unsqueeze(0), seq[:-1]])
-    prev = torch.cat([seq[1:], init.unsqueeze(0)])
-    if lengths is None:
-        return prev
-    # In reverse, row b's first step is t = lengths[b]-1, which starts from init.
-    first = torch.arange(seq.shape[0], device=seq.device).unsqueeze(1) == (lengths - 1).unsqueeze(0)  # [T, B]
-    return torch.where(first.unsqueeze(2), init.unsqueeze(0), prev)
+def reset_starts(resets: Optional[Tensor], reverse: bool) -> Optional[Tensor]:
+    """[T, B] bool: step t of row b starts from the initial state because a reset splits the sequence there
+    (driver.cpp's reset_starts): resets[t] for t > 0 forward, resets[t + 1] for t < T - 1 in reverse. None without
+    resets."""
+    if resets is None:
+        return None
+    none = torch.zeros_like(resets[:1])  # [1, B]: the first processed step starts from init anyway
+    return torch.cat([resets[1:], none] if reverse else [none, resets[1:]])
+
+
+def previous_states(seq: Tensor, init: Tensor, lengths: Optional[Tensor], reverse: bool,
+                    starts: Optional[Tensor] = None) -> Tensor:
+    """[T, B, K]: the state each step started from (driver.cpp's previous_states); init at the `starts` steps."""
+    prev = torch.cat([seq[1:], init.unsqueeze(0)] if reverse else [init.unsqueeze(0), seq[:-1]])
+    from_init = starts  # [T, B] bool, or None
+    if reverse and lengths is not None:
+        # In reverse, row b's first step is t = lengths[b]-1, which starts from init.
+        from_init = torch.arange(seq.shape[0], device=seq.device).unsqueeze(1) == (lengths - 1).unsqueeze(0)
+    return prev if from_init is None else torch.where(from_init.unsqueeze(2), init.unsqueeze(0), prev)
 
 
 def layer_forward(kind: CellKind, x: LayerInputs) -> tuple:
@@ -59,9 +66,10 @@ def layer_forward(kind: CellKind, x: LayerInputs) -> tuple:
     # [T, B, G·H]  input projection of every step, with b_ih: one GEMM
     xg = (torch.mm(x2d, x.w_ih.t()) if x.b_ih is None else torch.addmm(x.b_ih, x2d, x.w_ih.t())).view(T, B, GH)
     lengths = None if x.lengths is None else x.lengths.to(x.input.device)  # no copy when already there
+    starts = reset_starts(x.resets, x.reverse)                             # [T, B] bool, or None
     choice = choose_path(x.w_hr is not None, interpreted())
     r = ForwardResult(*torch.ops.rnnfused._triton_forward_recurrence(choice.path, kind.name, xg, x.h0, x.c0, x.w_hh,
-                                                                      x.b_hh, x.w_hr, lengths, x.reverse))
+                                                                      x.b_hh, x.w_hr, lengths, starts, x.reverse))
     saved, cells = r.saved, r.cells
     if not x.train:
         # Inference: the schema returns nothing for backward (the kernels have no inference variant: they wrote it).
@@ -95,15 +103,17 @@ def layer_backward(kind: CellKind, grad_output: Tensor, grad_h_n: Tensor, grad_c
     else:
         cells = x.input.new_empty(0, B, H, dtype=cell_state_dtype(dt))
     lengths = None if x.lengths is None else x.lengths.to(dev)
-    h_prev_seq = previous_states(output, x.h0, lengths, x.reverse)  # [T, B, K]
+    starts = reset_starts(x.resets, x.reverse)                              # [T, B] bool, or None
+    h_prev_seq = previous_states(output, x.h0, lengths, x.reverse, starts)  # [T, B, K]
     choice = choose_path(x.w_hr is not None, interpreted())
     r = BackwardResult(*torch.ops.rnnfused._triton_backward_recurrence(
-        choice.path, kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, x.reverse, output,
-        saved, cells, h_prev_seq))
+        choice.path, kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, starts, x.reverse,
+        output, saved, cells, h_prev_seq))
     dgx = r.dgx.view(T * B, GH)                                          # [T·B, G·H]
     dgh_seq = r.dgh if kind.split_recurrent_grad else r.dgx                     # [T, B, G·H]
     dgh = dgh_seq.view(T * B, GH)
-    grad_h0 = torch.addmm(r.grad_h_last, dgh_seq[-1 if x.reverse else 0], x.w_hh)  # + dgates_0 W_hh
+    # + dgates_0 W_hh (the segment starts after the first step are in grad_h_last already)
+    grad_h0 = torch.addmm(r.grad_h_last, dgh_seq[-1 if x.reverse else 0], x.w_hh)
     grads = [torch.mm(dgx, x.w_ih).view(T, B, I), grad_h0]
     if kind.has_cell_state:
         grads.append(r.grad_c0.to(dt, copy=True))

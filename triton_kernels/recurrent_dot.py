@@ -12,6 +12,8 @@ so they stay in its SM's L1 / L2 instead of being re-fetched from HBM.
 import triton
 import triton.language as tl
 
+from .resets import load_entering_state
+
 
 @triton.jit
 def _gate_rows_dot(acc, h, w_hh_ptr, GATE: tl.constexpr, H, K, units, unit_ok, ks, k_ok,
@@ -24,10 +26,11 @@ def _gate_rows_dot(acc, h, w_hh_ptr, GATE: tl.constexpr, H, K, units, unit_ok, k
 
 
 @triton.jit
-def hidden_times_w_hh_t(h_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K,
-                        G: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-                        ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """h_ptr: [B, K] h_{t-1};  w_hh_ptr: [G·H, K].  -> (acc0, acc1, acc2, acc3) [BLOCK_B, BLOCK_H], gates ≥ G zero."""
+def hidden_times_w_hh_t(h_ptr, h0_ptr, fresh, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K,
+                        G: tl.constexpr, HAS_RESETS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+                        BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """h_ptr: [B, K] h_{t-1}, read from h0_ptr [B, K] on the `fresh` rows [BLOCK_B] (resets);  w_hh_ptr: [G·H, K].
+    -> (acc0, acc1, acc2, acc3) [BLOCK_B, BLOCK_H], gates ≥ G zero."""
     acc0 = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
     acc1 = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
     acc2 = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
@@ -36,8 +39,8 @@ def hidden_times_w_hh_t(h_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K,
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
         # [BLOCK_B, BLOCK_K] chunk of h_{t-1}, shared by the G gate dots
-        h = tl.load(h_ptr + rows64[:, None] * K + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
-                    cache_modifier=".cg")
+        h = load_entering_state(h_ptr, h0_ptr, rows64[:, None] * K + ks[None, :], row_ok[:, None] & k_ok[None, :],
+                                fresh, HAS_RESETS, ".cg")
         acc0 = _gate_rows_dot(acc0, h, w_hh_ptr, 0, H, K, units, unit_ok, ks, k_ok, PRECISION)
         if G > 1:
             acc1 = _gate_rows_dot(acc1, h, w_hh_ptr, 1, H, K, units, unit_ok, ks, k_ok, PRECISION)

@@ -7,6 +7,7 @@ per-step slices of the sequence buffers (64-bit offsets: T·B·G·H may pass 2^3
            c_{t-1} is c0 (s = 0) or cells[t_prev]
   backward step s (run for s = T-1 … 0) reads the state gradients from grad_h_n/grad_c_n (s = T-1) or
            slot (s+1) % 2 and writes slot s % 2, or the final buffers at s = 0
+  resets   starts[t] ([T, B] bool, HAS_RESETS) marks the rows whose step t starts from h0/c0 instead (resets.py)
 
 A program runs the tiles first_tile, first_tile + tile_stride, … of the n_b × n_h tile grid: one tile in the
 per-step kernel (grid = all tiles), several in the persistent kernel (grid ≤ SM count, or one program).
@@ -51,10 +52,11 @@ def forward_step(
     out_ptr,      # [T, B, H]
     saved_ptr,    # [T, B, S·H]
     lengths_ptr,  # [B]
+    starts_ptr,   # [T, B] bool  (HAS_RESETS)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    WRITE_STATE: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_RESETS: tl.constexpr, WRITE_STATE: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
@@ -73,8 +75,9 @@ def forward_step(
     n_tiles = tl.cdiv(B, BLOCK_B) * n_h
     for tile in range(first_tile, n_tiles, tile_stride):
         forward_tile(t, tile // n_h, tile % n_h, xg_ptr + t64 * BH * G, b_hh_ptr, w_hh_ptr, h_src, h_dst, c_src,
-                     cells_ptr + t64 * BH, out_ptr + t64 * BH, saved_ptr + t64 * BH * S, lengths_ptr, B, H, K,
-                     CELL, G, S, HAS_BIAS, HAS_LENGTHS, WRITE_STATE, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
+                     cells_ptr + t64 * BH, out_ptr + t64 * BH, saved_ptr + t64 * BH * S, lengths_ptr, h0_ptr,
+                     c0_ptr, starts_ptr + t64 * B, B, H, K, CELL, G, S, HAS_BIAS, HAS_LENGTHS, HAS_RESETS,
+                     WRITE_STATE, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
 
 
 @triton.jit
@@ -97,10 +100,13 @@ def backward_step(
     h_prev_seq_ptr,    # [T, B, K]  the state each step started from (GRU)
     output_ptr,        # [T, B, K]  (Elman RNN)
     lengths_ptr,
+    starts_ptr,        # [T, B] bool  (HAS_RESETS)
+    h0_acc_ptr,        # [B, K]     the gradient reaching h0 at segment starts (cell dtype, zero-initialised)
+    c0_acc_ptr,        # [B, H]     ... reaching c0 (LSTM)
     B, H, K,
-    CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, FROM_DR: tl.constexpr,
-    SPLIT: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr,
+    FROM_DR: tl.constexpr, SPLIT: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     # t_next: the step processed after t in the forward sweep, the one before it here.
@@ -111,10 +117,12 @@ def backward_step(
         carry_src = grad_h_n_ptr
         dc_src = grad_c_n_ptr
         dg_next = dgh_ptr  # unused (has_next is false)
+        starts_next = starts_ptr
     else:
         carry_src = carry_buf_ptr + ((s + 1) % 2) * BK
         dc_src = dc_buf_ptr + ((s + 1) % 2) * BH
         dg_next = dgh_ptr + t_next.to(tl.int64) * BH * G
+        starts_next = starts_ptr + t_next.to(tl.int64) * B
     if s == 0:
         carry_dst = grad_h_last_ptr
         dc_dst = grad_c0_ptr
@@ -129,5 +137,6 @@ def backward_step(
         backward_tile(t, tile // n_h, tile % n_h, has_next, dg_next, w_hh_ptr, carry_src, carry_dst,
                       grad_out_ptr + t64 * BK, dr_ptr, dc_src, dc_dst, saved_ptr + t64 * BH * S,
                       cells_ptr + t64 * BH, c_prev, h_prev_seq_ptr + t64 * BK, output_ptr + t64 * BK,
-                      dgx_ptr + t64 * BH * G, dgh_ptr + t64 * BH * G, lengths_ptr, B, H, K,
-                      CELL, G, S, HAS_LENGTHS, FROM_DR, SPLIT, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
+                      dgx_ptr + t64 * BH * G, dgh_ptr + t64 * BH * G, lengths_ptr, c0_ptr, starts_ptr + t64 * B,
+                      starts_next, h0_acc_ptr, c0_acc_ptr, B, H, K, CELL, G, S, HAS_LENGTHS, HAS_RESETS, FROM_DR,
+                      SPLIT, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)

@@ -3,7 +3,10 @@
 A tile computes its recurrent GEMM slice (recurrent_dot.py), applies the cell math (cell_math.py), and writes
 everything the C++ ops write for these rows and units, with the same semantics (csrc/sequence/driver.h,
 csrc/cpu/pointwise_cpu.h): a row is active at step t iff t < lengths[b]; inactive rows give zero output and zero
-saved activations, carry c (and h) unchanged, and pass their state gradient through.
+saved activations, carry c (and h) unchanged, and pass their state gradient through. With resets (HAS_RESETS), a
+row whose step starts a segment reads h0/c0 as its previous state; in backward, the gradient of the state entering
+such a step goes to the h0/c0 accumulators instead of the step before it (moved by that step's tile, where the sum
+carry + dgates W_hh is formed; resets.py).
 
 Pointers here are per-step slices (the step helpers in steps.py select them); sizes: B rows, H units per gate,
 G gates, S saved values per unit, K = width of h (H, or proj_size with a projection).
@@ -13,6 +16,7 @@ import triton.language as tl
 
 from .cell_math import GRU, LSTM, RNN_RELU, RNN_TANH, cell_backward, cell_forward
 from .recurrent_dot import dgates_times_w_hh, hidden_times_w_hh_t
+from .resets import load_entering_state, move_to_initial, segment_starts
 
 
 @triton.jit
@@ -75,16 +79,20 @@ def forward_tile(
     out_ptr,      # [B, H]     output[t], or r_t = σ(o)tanh(c_t) before a projection
     saved_ptr,    # [B, S·H]   activations for backward
     lengths_ptr,  # [B] int64  (HAS_LENGTHS)
+    h0_ptr,       # [B, K]     the initial state, read instead of h_{t-1} on rows that start a segment (HAS_RESETS)
+    c0_ptr,       # [B, H]     ... and instead of c_{t-1} (LSTM, cell dtype)
+    starts_ptr,   # [B] bool   starts[t]: rows whose step t starts a segment (HAS_RESETS)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    WRITE_STATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_RESETS: tl.constexpr, WRITE_STATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
+    fresh = segment_starts(starts_ptr, rows64, row_ok, HAS_RESETS)  # [BLOCK_B]
 
     # h_{t-1} W_hhᵀ for this tile's units, all gate blocks
-    g0, g1, g2, g3 = hidden_times_w_hh_t(h_src_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K, G, BLOCK_B,
-                                         BLOCK_H, BLOCK_K, ACC, PRECISION)
+    g0, g1, g2, g3 = hidden_times_w_hh_t(h_src_ptr, h0_ptr, fresh, w_hh_ptr, rows64, row_ok, units, unit_ok, H, K,
+                                         G, HAS_RESETS, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
     if HAS_BIAS:
         g0 += _bias_block(b_hh_ptr, 0, G, H, units, unit_ok, ACC)
         g1 += _bias_block(b_hh_ptr, 1, G, H, units, unit_ok, ACC)
@@ -97,11 +105,11 @@ def forward_tile(
     x3 = _load_block(xg_row, 3, G, H, units, mask, ACC)
 
     if CELL == LSTM:
-        c_prev = tl.load(c_src_ptr + state_off, mask=mask, other=0.0).to(ACC)
+        c_prev = load_entering_state(c_src_ptr, c0_ptr, state_off, mask, fresh, HAS_RESETS, "").to(ACC)
     else:
         c_prev = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
     if WRITE_STATE or CELL == GRU:  # both mean K == H
-        h_prev = tl.load(h_src_ptr + state_off, mask=mask, other=0.0, cache_modifier=".cg").to(ACC)
+        h_prev = load_entering_state(h_src_ptr, h0_ptr, state_off, mask, fresh, HAS_RESETS, ".cg").to(ACC)
     else:
         h_prev = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
 
@@ -137,30 +145,42 @@ def backward_tile(
     saved_ptr,      # [B, S·H]
     c_ptr,          # [B, H]     c_t (LSTM)
     c_prev_ptr,     # [B, H]     c_{t-1} (LSTM)
-    h_prev_ptr,     # [B, K]     h_{t-1} (GRU)
+    h_prev_ptr,     # [B, K]     h_{t-1} (GRU; h0 at segment starts already: layer.previous_states)
     out_ptr,        # [B, K]     output[t] (Elman RNN)
     dgx_ptr,        # [B, G·H]   dL/d(input-projection pre-activations); zero on inactive rows
     dgh_ptr,        # [B, G·H]   dL/d(recurrent pre-activations) (SPLIT: GRU; otherwise it is dgx)
     lengths_ptr,
+    c0_ptr,         # [B, H]     read instead of c_{t-1} on rows whose step t starts a segment (LSTM, HAS_RESETS)
+    starts_ptr,     # [B] bool   starts[t]
+    starts_next_ptr,  # [B] bool starts[t_next]: rows whose next step started a segment (has_next)
+    h0_acc_ptr,     # [B, K]     gradient reaching h0 at segment starts (cell dtype; not FROM_DR: the host does it)
+    c0_acc_ptr,     # [B, H]     gradient reaching c0 at segment starts (LSTM)
     B, H, K,
-    CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, FROM_DR: tl.constexpr,
-    SPLIT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
-    PRECISION: tl.constexpr,
+    CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr,
+    FROM_DR: tl.constexpr, SPLIT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # state_off: [BLOCK_B, BLOCK_H] offsets into [B, H] states (== [B, K] ones: K == H here)
     rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active = _active_rows(t, rows64, row_ok, lengths_ptr, HAS_LENGTHS)
+    fresh = segment_starts(starts_ptr, rows64, row_ok, HAS_RESETS)                      # [BLOCK_B]
+    fresh_next = segment_starts(starts_next_ptr, rows64, row_ok & has_next, HAS_RESETS)  # [BLOCK_B]
 
     # dL/dh_t (or dL/dr_t): the direct paths plus dgates_{t+1} W_hh
     if FROM_DR:
         dout = tl.load(dr_ptr + state_off, mask=mask, other=0.0).to(ACC)
     else:
+        # carry + dgates_{t+1} W_hh is dL/d(state entering the next step): where that step started a segment, it
+        # belongs to h0 (both parts move; grad_output[t] stays). The order of the sum is the no-resets one: fewer
+        # live registers than adding grad_output last.
         dout = tl.load(carry_src_ptr + state_off, mask=mask, other=0.0).to(ACC)
+        dout = move_to_initial(dout, h0_acc_ptr, state_off, mask, fresh_next, HAS_RESETS)
         grad_out = tl.load(grad_out_ptr + state_off, mask=mask, other=0.0).to(ACC)
         dout += tl.where(active, grad_out, 0.0)  # the output of a padded step is a constant zero
         if has_next:
-            dout += dgates_times_w_hh(dg_next_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, G * H, K, BLOCK_B,
-                                      BLOCK_H, BLOCK_K, ACC, PRECISION)
+            rec = dgates_times_w_hh(dg_next_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, G * H, K, BLOCK_B,
+                                    BLOCK_H, BLOCK_K, ACC, PRECISION)
+            dout += move_to_initial(rec, h0_acc_ptr, state_off, mask, fresh_next, HAS_RESETS)
 
     saved_row = saved_ptr + rows64[:, None] * (S * H)
     s0 = _load_block(saved_row, 0, S, H, units, mask, ACC)
@@ -170,8 +190,9 @@ def backward_tile(
     zero = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
     if CELL == LSTM:
         dc = tl.load(dc_src_ptr + state_off, mask=mask, other=0.0).to(ACC)
+        dc = move_to_initial(dc, c0_acc_ptr, state_off, mask, fresh_next, HAS_RESETS)  # as dout, for c0
         c = tl.load(c_ptr + state_off, mask=mask, other=0.0).to(ACC)
-        c_prev = tl.load(c_prev_ptr + state_off, mask=mask, other=0.0).to(ACC)
+        c_prev = load_entering_state(c_prev_ptr, c0_ptr, state_off, mask, fresh, HAS_RESETS, "").to(ACC)
     else:
         dc, c, c_prev = zero, zero, zero
     if CELL == GRU:
