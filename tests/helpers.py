@@ -21,7 +21,8 @@ triton_interpret = os.environ.get("TRITON_INTERPRET") == "1"
 
 @dataclass(frozen=True)
 class Case:
-    """One layer-direction configuration; ``id`` reads like ``lstm-B3-T5-I4-H37-P3-rev-len-nobias``."""
+    """One layer-direction configuration; ``id`` reads like ``lstm-B3-T5-I4-H37-P3-rev-len-nobias``
+    (``-rst0.3``: in-sequence resets, see ``resets``)."""
 
     cell: str = "lstm"
     B: int = 3
@@ -32,6 +33,7 @@ class Case:
     bias: bool = True
     reverse: bool = False
     lengths: Optional[Sequence[int]] = None
+    resets: float = 0.0  # probability of a reset at each (t, b) (fixed seed; row 0 always resets at t = 1); 0: none
 
     @property
     def kind(self) -> CellKind:
@@ -48,7 +50,18 @@ class Case:
             parts.append("len" + "_".join(map(str, self.lengths)))
         if not self.bias:
             parts.append("nobias")
+        if self.resets:
+            parts.append(f"rst{self.resets:g}")
         return "-".join(parts)
+
+
+def resets_of(case: Case, device="cpu") -> Optional[torch.Tensor]:
+    """[T, B] bool resets of a case (its own generator: the other inputs do not depend on it), or None."""
+    if not case.resets:
+        return None
+    r = torch.rand(case.T, case.B, generator=torch.Generator().manual_seed(7)) < case.resets
+    r[min(1, case.T - 1), 0] = True
+    return r.to(device)
 
 
 def make_inputs(case: Case, dtype=torch.float64, device="cpu", requires_grad=True, seed=0) -> LayerInputs:
@@ -73,6 +86,7 @@ def make_inputs(case: Case, dtype=torch.float64, device="cpu", requires_grad=Tru
         w_hr=rand(case.proj, case.H, s=scale) if case.proj else None,
         lengths=torch.tensor(case.lengths, dtype=torch.int64) if case.lengths is not None else None,
         reverse=case.reverse,
+        resets=resets_of(case, device),
     )
 
 

@@ -7,6 +7,7 @@ dispatch may pick them too, see csrc/cuda/persistent/persistent.h). Everything h
     float32 (FMA mode)     tight bounds vs the float64 reference
     bf16 / fp16 / TF32     error bounded by a small multiple of cuDNN's own error in that dtype (flash-attention's rule)
     paths interchange      persistent forward + step-wise backward and vice versa give the same gradients
+    resets                 in-sequence resets (Case.resets) in all of the above, and through the cuda backend's ops
     determinism            repeated runs are bitwise identical
     variants               every synchronisation variant (RNNFUSED_PERSISTENT_TUNING) gives the baseline's results
     watchdog               a withheld flag ends the launch cleanly with a stall record; the context stays usable
@@ -59,11 +60,12 @@ class _PersistentLayer(torch.autograd.Function):
     """Persistent forward op + persistent (or step-wise) backward op as one differentiable layer."""
 
     @staticmethod
-    def forward(ctx, cell, reverse, lengths, backward_with, input, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, cell, reverse, lengths, resets, backward_with, input, h0, c0, w_ih, w_hh, b_ih, b_hh):
         out, h_n, c_n, saved, cells = torch.ops.rnnfused._persistent_forward(cell, input, h0, c0, w_ih, w_hh, b_ih,
-                                                                             b_hh, lengths, reverse)
+                                                                             b_hh, lengths, reverse, resets=resets)
         ctx.save_for_backward(input, h0, c0, w_ih, w_hh, out, saved, cells)
         ctx.cell, ctx.reverse, ctx.lengths, ctx.backward_with = cell, reverse, lengths, backward_with
+        ctx.resets = resets
         ctx.has_bias = b_ih is not None
         return out, h_n, c_n
 
@@ -73,31 +75,33 @@ class _PersistentLayer(torch.autograd.Function):
         lstm = ctx.cell == "lstm"
         g_cn = g_cn if lstm else None
         grads = _backward_op(ctx.backward_with, ctx.cell, g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, ctx.lengths,
-                             ctx.reverse, out, saved, cells)
+                             ctx.reverse, out, saved, cells, ctx.resets)
         gi, gh0, gc0, gwih, gwhh, gbih, gbhh = grads
-        return (None, None, None, None, gi, gh0, gc0 if lstm else None, gwih, gwhh,
+        return (None, None, None, None, None, gi, gh0, gc0 if lstm else None, gwih, gwhh,
                 gbih if ctx.has_bias else None, gbhh if ctx.has_bias else None)
 
 
-def _backward_op(which, cell, g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, lengths, reverse, out, saved, cells):
+def _backward_op(which, cell, g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, lengths, reverse, out, saved, cells,
+                 resets):
     if which == "persistent":
         return torch.ops.rnnfused._persistent_backward(cell, g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, lengths,
-                                                       reverse, out, saved, cells)
+                                                       reverse, out, saved, cells, resets=resets)
     # The cuda backend's step-wise op with the persistent forward's saved tensors (formats are shared).
     op = getattr(torch.ops.rnnfused, f"{cell}_backward")
     if cell == "lstm":
-        g = op(g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, None, lengths, reverse, out, saved, cells)
+        g = op(g_out, g_hn, g_cn, input, h0, c0, w_ih, w_hh, None, lengths, reverse, out, saved, cells, resets=resets)
         return g[:7]
     extra = (saved,) if cell == "gru" else ()
-    gi, gh0, gwih, gwhh, gbih, gbhh = op(g_out, g_hn, input, h0, w_ih, w_hh, lengths, reverse, out, *extra)
+    gi, gh0, gwih, gwhh, gbih, gbhh = op(g_out, g_hn, input, h0, w_ih, w_hh, lengths, reverse, out, *extra,
+                                         resets=resets)
     return gi, gh0, None, gwih, gwhh, gbih, gbhh
 
 
 def persistent(case, x, backward_with="persistent"):
     """(output, h_n[, c_n]) of the persistent path, differentiable."""
     lstm = case.kind.has_cell_state
-    out, h_n, c_n = _PersistentLayer.apply(case.cell, x.reverse, x.lengths, backward_with, x.input, x.h0, x.c0,
-                                           x.w_ih, x.w_hh, x.b_ih, x.b_hh)
+    out, h_n, c_n = _PersistentLayer.apply(case.cell, x.reverse, x.lengths, x.resets, backward_with, x.input, x.h0,
+                                           x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh)
     return (out, h_n, c_n) if lstm else (out, h_n)
 
 
@@ -120,11 +124,15 @@ def assert_all_close(actual, expected, atol, rtol, names):
 
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-# The backend-parity cases (no proj_size: not supported here), plus shapes that stress the persistent geometry.
+# The backend-parity cases (no proj_size: not supported here), plus shapes that stress the persistent geometry, and
+# in-sequence resets (never with lengths) in both directions, several batch passes, many CTAs, a reset at every step.
 CASES = [c for c in ALL_CASES if not c.proj] + [c for cell in CELLS for c in (
     Case(cell, B=9, T=4, I=5, H=100),  # 100 CTAs of one unit each (many producers per warp)
     Case(cell, B=40, T=3, I=3, H=24, lengths=tuple(range(1, 4)) * 13 + (3,)),  # several batch passes
-)]
+    Case(cell, B=4, T=7, I=5, H=13, resets=0.3),
+    Case(cell, B=3, T=6, I=4, H=37, resets=0.3, reverse=True),
+    Case(cell, B=40, T=5, I=3, H=24, resets=0.25, reverse=cell == "gru"),  # several batch passes
+)] + [Case("lstm", B=9, T=5, I=5, H=100, resets=0.3, reverse=True), Case("gru", B=2, T=4, I=3, H=8, resets=1.0)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -210,19 +218,22 @@ LOW_PRECISION = [
     Case("gru", B=1, T=9, I=8, H=96),
     Case("rnn_tanh", B=8, T=16, I=16, H=128),
     Case("lstm", B=64, T=8, I=64, H=512),   # two batch passes
+    Case("lstm", B=16, T=20, I=32, H=256, resets=0.1, reverse=True),
+    Case("gru", B=40, T=12, I=16, H=192, resets=0.15),  # two batch passes
 ]
 
 
 def _check_low_precision(case, dtype):
     """|persistent(dtype) - ref(float64)| <= 3 max(|cuDNN(dtype) - ref64|, |reference(dtype) - ref64|) + tiny, for
-    outputs and gradients (random upstream): the error of PyTorch's own implementations in that precision."""
+    outputs and gradients (random upstream): the error of PyTorch's own implementations in that precision. With
+    resets (which cuDNN does not have) the reference's error alone."""
     x64 = make_inputs(case, device="cuda")
     x_lo = make_inputs(case, device="cuda", dtype=dtype)
     upstream = random_like(run_backend(case.kind, x64, "reference"))
     up_lo = [u.to(dtype) for u in upstream]
     truth, g_truth = grads_of(lambda: run_backend(case.kind, x64, "reference"), x64, upstream)
-    cud, g_cud = grads_of(lambda: _cudnn(case, x_lo), x_lo, up_lo)
     ref, g_ref = grads_of(lambda: run_backend(case.kind, x_lo, "reference"), x_lo, up_lo)
+    cud, g_cud = grads_of(lambda: _cudnn(case, x_lo), x_lo, up_lo) if not case.resets else (ref, g_ref)
     ours, g_ours = grads_of(lambda: persistent(case, x_lo), x_lo, up_lo)
     names = ["output", "h_n", "c_n"][:len(truth)] + [n for n, _ in tensor_fields(x_lo)]
     for name, o, c, r, t in zip(names, list(ours) + list(g_ours), list(cud) + list(g_cud), list(ref) + list(g_ref),
@@ -255,7 +266,9 @@ def test_largest_fitting_hidden_size(cell, batch):
 # ---------------------------------------------------------------------------------------- interchange, determinism
 @pytest.mark.skipif(not stepwise_cuda_available(), reason="the cuda backend's step-wise ops are not in this build")
 @pytest.mark.parametrize("case", [Case("lstm", B=3, T=5, lengths=(5, 2, 4), reverse=True), Case("gru", H=37),
-                                  Case("rnn_tanh", B=4, T=6, lengths=(6, 1, 3, 6))], ids=lambda c: c.id)
+                                  Case("rnn_tanh", B=4, T=6, lengths=(6, 1, 3, 6)),
+                                  Case("lstm", B=4, T=6, resets=0.3), Case("gru", B=3, T=6, resets=0.3, reverse=True)],
+                         ids=lambda c: c.id)
 def test_forward_and_backward_paths_interchange(case):
     """Persistent forward + step-wise backward, and step-wise forward + persistent backward, match the reference."""
     x = make_inputs(case, device="cuda")
@@ -269,16 +282,16 @@ def test_forward_and_backward_paths_interchange(case):
     with torch.no_grad():
         if case.cell == "lstm":
             out, h_n, c_n, saved, cells = fwd(x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, None, x.lengths,
-                                              x.reverse)
+                                              x.reverse, resets=x.resets)
         else:
-            res = fwd(x.input, x.h0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.lengths, x.reverse)
+            res = fwd(x.input, x.h0, x.w_ih, x.w_hh, x.b_ih, x.b_hh, x.lengths, x.reverse, resets=x.resets)
             out, h_n = res[0], res[1]
             saved = res[2] if case.cell == "gru" else x.input.new_empty(case.T, case.B, 0)
             cells = x.input.new_empty(0)
     g_c = upstream[2].contiguous() if case.cell == "lstm" else None
     grads = torch.ops.rnnfused._persistent_backward(case.cell, upstream[0].contiguous(), upstream[1].contiguous(), g_c,
                                                     x.input, x.h0, x.c0, x.w_ih, x.w_hh, x.lengths, x.reverse, out,
-                                                    saved, cells)
+                                                    saved, cells, resets=x.resets)
     by_name = dict(zip(("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"), grads))
     assert_all_close([by_name[n] for n in names], ref_grads, 1e-10, 1e-10, names)
 
@@ -300,7 +313,8 @@ def test_repeated_runs_are_bitwise_identical(cell, dtype):
 VARIANTS = ("store_first", "padded", "poll_warp", "ll")
 VARIANT_CASES = [Case("lstm", B=40, T=6, I=12, H=72, lengths=tuple(range(1, 7)) * 6 + (6, 6, 5, 4)),  # 2 passes
                  Case("gru", B=9, T=5, I=5, H=100, reverse=True),  # 20 CTAs of 5 units: an odd segment (ll pads it)
-                 Case("rnn_relu", B=3, T=7, I=4, H=37)]
+                 Case("rnn_relu", B=3, T=7, I=4, H=37),
+                 Case("lstm", B=40, T=6, I=12, H=72, resets=0.25, reverse=True)]  # the reset path in every variant
 
 
 def _run_all(case, x, upstream):
@@ -430,6 +444,22 @@ def test_cuda_path_reports_the_crossover_decision(tmp_path):
     finally:
         rnnfused.load_crossover_table()  # the shipped table
     assert rnnfused.persistent_crossover().startswith("source: "), rnnfused.persistent_crossover()
+
+
+@pytest.mark.parametrize("case", [Case("lstm", B=6, T=9, I=8, H=64, resets=0.3),
+                                  Case("gru", B=6, T=9, I=8, H=64, resets=0.3, reverse=True)], ids=lambda c: c.id)
+def test_cuda_backend_runs_resets_on_the_persistent_path(case, monkeypatch):
+    """The fit rule no longer declines resets: with RNNFUSED_PATH=persistent the cuda backend's ops (forward and
+    backward) run them on the persistent kernels, with the debug ops' results (the step-wise path would differ by its
+    rounding of h between steps)."""
+    monkeypatch.setenv("RNNFUSED_PATH", "persistent")
+    x = make_inputs(case, device="cuda", dtype=torch.bfloat16)
+    upstream = [u.to(torch.bfloat16) for u in random_like(run_backend(case.kind, make_inputs(case, device="cuda"),
+                                                                      "reference"))]
+    want = grads_of(lambda: persistent(case, x), x, upstream)
+    got = grads_of(lambda: run_backend(case.kind, x, "cuda"), x, upstream)
+    names = ["output", "h_n", "c_n"][:len(want[0])] + [n for n, _ in tensor_fields(x)]
+    assert_all_close(list(got[0]) + list(got[1]), list(want[0]) + list(want[1]), 0, 0, names)
 
 
 def test_build_records_its_gpu_targets_and_runs_here():

@@ -5,7 +5,8 @@
 
 (PYTORCH_NO_CUDA_MEMORY_CACHING=1 gives every tensor its own allocation, so an out-of-bounds access is not hidden
 inside a pooled block.) Covers the packed (H % 4 == 0) and scalar (odd H) kernel variants, float32/bfloat16/float64,
-lengths, reverse and an LSTM projection. Exits non-zero on any error.
+lengths, reverse, in-sequence resets (bfloat16 runs them on the persistent kernels) and an LSTM projection. Exits
+non-zero on any error.
 """
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ CASES = [
     Case("gru", B=2, T=3, I=4, H=5, reverse=True),
     Case("rnn_tanh", B=2, T=3, I=2, H=4),
     Case("rnn_relu", B=1, T=2, I=3, H=3, lengths=(1,)),
+    Case("lstm", B=3, T=5, I=4, H=8, resets=0.4, reverse=True),
+    Case("gru", B=2, T=4, I=3, H=5, resets=0.5),
 ]
 
 

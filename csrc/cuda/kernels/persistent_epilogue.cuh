@@ -10,12 +10,19 @@
 //                                  on-chip state; the outputs too unless kDefer (then they wait in `res`)
 //   store(..., res)                the outputs kept back by apply<true> (the store_first variant)
 //   finish(a, geo, smem)           after the last phase
+//
+// In-sequence resets (SequenceArgs::resets, starts_from_initial in common/step.h) live in the epilogues too: the
+// forward hands (h0, c0) instead of its new state to a step that starts a segment (through v and the on-chip state;
+// the outputs keep the new state); the backward moves the gradient entering such a step into grad_h0 / grad_c0 and
+// carries zero into its neighbour. What they need per step is prefetched with the other pointwise inputs, and
+// without resets the only cost is the null check.
 #pragma once
 
 #include <climits>
 #include <cstdint>
 
 #include "../../common/cell_math.h"
+#include "../../common/step.h"
 #include "persistent_exchange.cuh"
 #include "persistent_launch.cuh"
 #include "persistent_mma.cuh"
@@ -79,6 +86,10 @@ struct ForwardEpilogue {
 
   struct Prefetch {
     A x[G];  // x W_ihᵀ of this step (no bias)
+    // Resets: the next step starts a segment of this row, from (h0, c0) (valid when next_starts).
+    bool next_starts;
+    T h0;
+    A c0;
   };
 
   // One element's outputs (zeros and the carried c on a padded step).
@@ -128,6 +139,8 @@ struct ForwardEpilogue {
   __device__ static void prefetch(const Args& a, const Geometry& geo, int s, int col0, int cols,
                                   Prefetch (&pre)[kEpilogueElems]) {
     const int64_t t = time_of(a, s), GH = int64_t(G) * geo.hidden;
+    const bool resets = a.resets != nullptr && s + 1 < a.steps;
+    const int t_next = resets ? time_of(a, s + 1) : 0;
 #pragma unroll
     for (int i = 0; i < kEpilogueElems; ++i) {
       const Element el = element(geo, i, col0, cols);
@@ -135,6 +148,13 @@ struct ForwardEpilogue {
       const T* xg = a.xg + (t * geo.batch + el.b) * GH + el.j;
 #pragma unroll
       for (int g = 0; g < G; ++g) pre[i].x[g] = Traits::to_acc(xg[int64_t(g) * geo.hidden]);
+      pre[i].next_starts = false;
+      if (resets) {  // h0/c0 loaded unconditionally: independent loads, no dependence on the flag's latency
+        const int64_t at = int64_t(el.b) * geo.hidden + el.j;
+        pre[i].next_starts = starts_from_initial(a.resets, a.reverse, a.steps, geo.batch, t_next, el.b);
+        pre[i].h0 = a.h0[at];
+        if (kCell) pre[i].c0 = a.c0[at];
+      }
     }
   }
 
@@ -187,6 +207,11 @@ struct ForwardEpilogue {
         r.cell = c_prev;
         *v = Mma::operand(Traits::from_acc(h_prev));
       }
+      if (pre[i].next_starts) {  // a reset: the next step starts from (h0, c0); this step's outputs are unchanged
+        sm.h_prev[st] = Traits::to_acc(pre[i].h0);
+        if (kCell) sm.c[st] = pre[i].c0;
+        *v = Mma::operand(pre[i].h0);
+      }
       if (!kDefer) store_element(a, geo, t, el, r);
     }
   }
@@ -228,6 +253,11 @@ struct BackwardEpilogue {
     A c, c_prev;  // LSTM
     A h_prev;     // GRU
     A out;        // Elman RNN
+    // Resets: this step started a segment (then c_prev is c0: LSTM); the next step (forward order) started one (then
+    // the gradient entering it belongs to h0/c0); this element's sums of such gradients so far (zero without resets).
+    bool starts, next_starts;
+    A c0;
+    A to_h0, to_c0;
   };
 
   // One element's gate gradients (zeros on a padded step); gh only where it differs from gx.
@@ -268,10 +298,23 @@ struct BackwardEpilogue {
 
   __device__ static void prefetch(const Args& a, const Geometry& geo, int s, int col0, int cols,
                                   Prefetch (&pre)[kEpilogueElems]) {
-    if (s >= a.steps) return;
     const int H = geo.hidden;
+    const bool resets = a.resets != nullptr;
+#pragma unroll
+    for (int i = 0; i < kEpilogueElems; ++i) {
+      const Element el = element(geo, i, col0, cols);
+      if (!el.valid) continue;
+      pre[i].to_h0 = pre[i].to_c0 = A(0);
+      if (resets) {  // every phase: the last one adds the sums into grad_h0 / grad_c0
+        const int64_t at = int64_t(el.b) * H + el.j;
+        pre[i].to_h0 = a.reset_grad_h0[at];
+        if (kCell) pre[i].to_c0 = a.reset_grad_c0[at];
+      }
+    }
+    if (s >= a.steps) return;
     const int t = time_of(a, s), f = forward_step(a, s);
     const int t_prev = a.reverse ? t + 1 : t - 1;
+    const int t_next = s > 0 ? time_of(a, s - 1) : 0;  // the step after this one in forward order
 #pragma unroll
     for (int i = 0; i < kEpilogueElems; ++i) {
       const Element el = element(geo, i, col0, cols);
@@ -288,6 +331,14 @@ struct BackwardEpilogue {
       }
       if (Cell::kReadsPrevHidden) pre[i].h_prev = Traits::to_acc(a.h_prev[bt * H + el.j]);
       if (Cell::kReadsOutput) pre[i].out = Traits::to_acc(a.output[bt * H + el.j]);
+      pre[i].starts = pre[i].next_starts = false;
+      if (resets) {  // c0 loaded unconditionally: independent of the flag's latency
+        pre[i].next_starts = s > 0 && starts_from_initial(a.resets, a.reverse, a.steps, geo.batch, t_next, el.b);
+        if (kCell) {
+          pre[i].starts = starts_from_initial(a.resets, a.reverse, a.steps, geo.batch, t, el.b);
+          pre[i].c0 = a.c0[int64_t(el.b) * H + el.j];
+        }
+      }
     }
   }
 
@@ -315,19 +366,29 @@ struct BackwardEpilogue {
       if (!el.valid) continue;
       const int st = el.u * geo.ring_rows + el.b;
       // dL/dh_t: the recurrent product dgh_{t+1} W_hh (column j) plus the part that skipped W_hh.
-      const A dh_in = reduce_partials(partials, geo, el.u, el.b - col0) + sm.dh[st];
-      if (s == a.steps) {  // after the first forward step: the gradients of the initial states
-        a.grad_h0[int64_t(el.b) * H + el.j] = Traits::from_acc(dh_in);
-        if (kCell) a.grad_c0[int64_t(el.b) * H + el.j] = Traits::from_acc(sm.dc[st]);
+      A dh_in = reduce_partials(partials, geo, el.u, el.b - col0) + sm.dh[st];
+      const int64_t at = int64_t(el.b) * H + el.j;  // [B, H] index
+      if (s == a.steps) {  // after the first forward step: the gradients of the initial states (+ the resets' sums)
+        a.grad_h0[at] = Traits::from_acc(dh_in + pre[i].to_h0);
+        if (kCell) a.grad_c0[at] = Traits::from_acc(sm.dc[st] + pre[i].to_c0);
         continue;
+      }
+      if (pre[i].next_starts) {  // the next step started from (h0, c0): what enters it is theirs, not this step's
+        a.reset_grad_h0[at] = pre[i].to_h0 + dh_in;
+        dh_in = A(0);
+        if (kCell) {
+          a.reset_grad_c0[at] = pre[i].to_c0 + sm.dc[st];
+          sm.dc[st] = A(0);
+        }
       }
       const A dout = dh_in + pre[i].grad_out;
       T* v = v_out.at(el.b, el.u);
       Result& r = res[i];
       if (t < sm.lengths[el.b]) {
         A gx[G], gh[G], dc_prev = A(0), dh_direct = A(0);
-        Cell::backward(dout, kCell ? sm.dc[st] : A(0), pre[i].sv, pre[i].c, pre[i].c_prev, pre[i].h_prev,
-                       pre[i].out, gx, gh, dc_prev, dh_direct);
+        const A c_prev = kCell && pre[i].starts ? pre[i].c0 : pre[i].c_prev;
+        Cell::backward(dout, kCell ? sm.dc[st] : A(0), pre[i].sv, pre[i].c, c_prev, pre[i].h_prev, pre[i].out, gx,
+                       gh, dc_prev, dh_direct);
 #pragma unroll
         for (int g = 0; g < G; ++g) {
           r.gx[g] = Traits::from_acc(gx[g]);

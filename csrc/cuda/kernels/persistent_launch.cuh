@@ -40,6 +40,8 @@ struct SequenceArgs {
   int steps = 0;                      // T
   bool reverse = false;
   const int64_t* lengths = nullptr;   // [B] on the device, or nullptr (every row runs T steps)
+  const bool* resets = nullptr;       // [T, B] on the device, or nullptr: in-sequence resets (starts_from_initial in
+                                      // common/step.h; never together with lengths)
   unsigned* flags = nullptr;          // [flag_words(geo)] zero before the launch: flag of CTA c at c*flag_stride
   unsigned* abort_word = nullptr;     // flags + abort_word_index(geo)
   StallRecord* stall = nullptr;       // pinned mapped host memory for the watchdog's record, or nullptr
@@ -83,6 +85,10 @@ struct BackwardArgs : SequenceArgs {
   T* dgh = nullptr;                   // [T, B, G*H] (== dgx unless Cell::kSplitRecurrentGrad)
   T* grad_h0 = nullptr;               // [B, H]
   T* grad_c0 = nullptr;               // [B, H] (LSTM)
+  // With resets: the gradients of the states entering the segment starts, summed per row (zero before the launch;
+  // the last phase adds them into grad_h0 / grad_c0). nullptr without resets.
+  A* reset_grad_h0 = nullptr;         // [B, H]
+  A* reset_grad_c0 = nullptr;         // [B, H] (LSTM)
 };
 
 // Cooperative launch of one persistent kernel on `stream`. Returns the CUDA error (cudaErrorCooperativeLaunchTooLarge

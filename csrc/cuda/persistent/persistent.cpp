@@ -126,6 +126,7 @@ struct Launch {
     args.steps = static_cast<int>(a.T);
     args.reverse = a.reverse;
     args.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+    args.resets = a.resets.defined() ? a.resets.data_ptr<bool>() : nullptr;  // [T, B], contiguous (make_layer_args)
     args.flags = reinterpret_cast<unsigned*>(flags.data_ptr<int>());
     args.abort_word = args.flags + abort_word_index(plan.geo);
     args.stall = stall;
@@ -191,7 +192,6 @@ bool persistent_supported(const LayerArgs& a, const cudaDeviceProp& prop, std::s
   };
   if (!a.input.is_cuda()) return no("the persistent kernels run CUDA tensors");
   if (a.w_hr.defined()) return no("proj_size (w_hr) is not supported by the persistent kernels");
-  if (a.resets.defined()) return no("resets are not supported by the persistent kernels");
   if (a.zoneout.defined()) return no("zoneout is not supported by the persistent kernels");
   const at::ScalarType dtype = a.input.scalar_type();
   if (dtype == at::kDouble) return no("float64 runs on the step-wise path (the persistent FMA mode is for tests)");
@@ -287,6 +287,10 @@ BackwardResult persistent_backward(const LayerArgs& a, const at::Tensor& grad_ou
   at::Tensor dgh = Cell::kSplitRecurrentGrad ? at::empty({T, B, GH}, opts) : dgx;          // [T, B, G*H]
   at::Tensor grad_h0 = at::empty({B, H}, opts);                                            // [B, H]
   at::Tensor grad_c0 = lstm ? at::empty({B, H}, opts) : at::Tensor();                      // [B, H]
+  // With resets: the kernel's per-row sums of the gradients entering the segment starts, in the cell dtype.
+  const bool resets = a.resets.defined();
+  const at::Tensor reset_grad_h0 = resets ? at::zeros({B, H}, launch.cell_opts) : at::Tensor();           // [B, H]
+  const at::Tensor reset_grad_c0 = resets && lstm ? at::zeros({B, H}, launch.cell_opts) : at::Tensor();  // [B, H]
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "rnnfused_persistent_backward", [&] {
     using K = cuda::device_type_t<scalar_t>;
@@ -306,6 +310,8 @@ BackwardResult persistent_backward(const LayerArgs& a, const at::Tensor& grad_ou
     args.dgh = kernel_ptr<K, scalar_t>(dgh);
     args.grad_h0 = kernel_ptr<K, scalar_t>(grad_h0);
     args.grad_c0 = kernel_ptr<K, scalar_t>(grad_c0);
+    args.reset_grad_h0 = kernel_ptr<A, A>(reset_grad_h0);
+    args.reset_grad_c0 = kernel_ptr<A, A>(reset_grad_c0);
     launch.check(launch_persistent_backward<Cell, K>(args, launch.geo(), launch.mode,
                                                      at::cuda::getCurrentCUDAStream()),
                  "backward");

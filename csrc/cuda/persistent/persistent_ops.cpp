@@ -1,15 +1,16 @@
 // Direct entry points to the persistent path, for tests and benchmarks while (and after) the cuda backend's
 // dispatch decides per call. Not part of the public op set (no fake/autograd registration; leading underscore):
 //   torch.ops.rnnfused._persistent_forward(cell, input, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
-//                                          debug_stall_phase=-1, debug_spin_limit=0)
+//                                          debug_stall_phase=-1, debug_spin_limit=0, resets=None)
 //       -> output [T,B,H], h_n [B,H], c_n [B,H] ([0] unless LSTM), saved [T,B,S*H], cells [T,B,H] ([0] unless LSTM)
 //       debug_stall_phase >= 0 makes CTA 0 stop publishing from that phase on, so the watchdog must abandon the
 //       launch (tests of the stall record); debug_spin_limit > 0 replaces the spin limit (polls).
 //   torch.ops.rnnfused._persistent_backward(cell, grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh,
-//                                           lengths, reverse, output, saved, cells)
+//                                           lengths, reverse, output, saved, cells, resets=None)
 //       -> grad_input, grad_h0, grad_c0 ([0] unless LSTM), grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh
 //   torch.ops.rnnfused._persistent_plan(cell, batch, hidden, dtype, device) -> str   the fit verdict and geometry
 // (torch.ops.rnnfused._persistent_pack, the weight packing, is in pack.cpp: every build has it.)
+// resets: [T, B] bool or None, as the layer ops take it (in-sequence resets; never with lengths).
 // cell: a Cell::kName of csrc/common/cells.h. Any dtype runs (float64 / float32-without-TF32 in FMA mode); the automatic
 // rule (persistent_supported) is stricter.
 #include <ATen/cuda/CUDAContext.h>
@@ -48,12 +49,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_op(const std::string&
                                                               const Tensor& w_hh, const OptTensor& b_ih,
                                                               const OptTensor& b_hh, const OptTensor& lengths,
                                                               bool reverse, int64_t debug_stall_phase,
-                                                              int64_t debug_spin_limit) {
+                                                              int64_t debug_spin_limit, const OptTensor& resets) {
   return with_cell(cell, [&](auto c) {
     using Cell = decltype(c);
     const LayerArgs a = make_layer_args("rnnfused::_persistent_forward", Cell::kGates, input, h0,
                                         Cell::kHasCellState ? c0 : OptTensor(), w_ih, w_hh, b_ih, b_hh, std::nullopt,
-                                        lengths, reverse);
+                                        lengths, reverse, resets);
     TORCH_CHECK(!Cell::kHasCellState || a.c0.defined(), "rnnfused::_persistent_forward: an LSTM needs c0");
     DebugOptions debug;
     debug.stall_phase = static_cast<int>(debug_stall_phase);
@@ -66,12 +67,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_op(const std::string&
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_op(
     const std::string& cell, const Tensor& grad_output, const Tensor& grad_h_n, const OptTensor& grad_c_n,
     const Tensor& input, const Tensor& h0, const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-    const OptTensor& lengths, bool reverse, const Tensor& output, const Tensor& saved, const Tensor& cells) {
+    const OptTensor& lengths, bool reverse, const Tensor& output, const Tensor& saved, const Tensor& cells,
+    const OptTensor& resets) {
   constexpr const char* op = "rnnfused::_persistent_backward";
   return with_cell(cell, [&](auto c) {
     using Cell = decltype(c);
     const LayerArgs a = make_layer_args(op, Cell::kGates, input, h0, Cell::kHasCellState ? c0 : OptTensor(), w_ih,
-                                        w_hh, std::nullopt, std::nullopt, std::nullopt, lengths, reverse);
+                                        w_hh, std::nullopt, std::nullopt, std::nullopt, lengths, reverse, resets);
     const auto dtype = input.scalar_type();
     ForwardResult f;
     f.output = check_saved(op, "output", output, {a.T, a.B, a.H}, dtype, input);
@@ -116,12 +118,12 @@ std::string plan_op(const std::string& cell, int64_t batch, int64_t hidden, at::
 TORCH_LIBRARY_FRAGMENT(rnnfused, m) {
   m.def(
       "_persistent_forward(str cell, Tensor input, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor? lengths, bool reverse, int debug_stall_phase=-1, int debug_spin_limit=0) -> (Tensor, "
-      "Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? b_hh, Tensor? lengths, bool reverse, int debug_stall_phase=-1, int debug_spin_limit=0, "
+      "Tensor? resets=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "_persistent_backward(str cell, Tensor grad_output, Tensor grad_h_n, Tensor? grad_c_n, Tensor input, Tensor h0, "
       "Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? lengths, bool reverse, Tensor output, Tensor saved, "
-      "Tensor cells) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor cells, Tensor? resets=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("_persistent_plan(str cell, int batch, int hidden, ScalarType dtype, int device=-1) -> str", &plan_op);
 }
 
