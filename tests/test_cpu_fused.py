@@ -3,6 +3,7 @@ counts and team sizes, inference without backward buffers, and the path rule.
 
 The path and the ISA are forced with the private test hook ``rnnfused._cpu._forced`` (no environment variable).
 """
+import functools
 import threading
 
 import pytest
@@ -12,11 +13,12 @@ import rnnfused
 from rnnfused import _cpu
 from rnnfused._cells import CELL_KINDS
 from rnnfused._extension import extension
-from rnnfused._inputs import forward_args
+from rnnfused._inputs import backward_arg_names, forward_args, forward_output_names, named_args
 from rnnfused._op_family import op_for
 
 from helpers import CELLS, Case, assert_close_all, make_inputs, outputs_and_grads, random_like, run_backend, \
     tensor_fields
+from test_resets import resets_tensor
 
 pytestmark = pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
 
@@ -117,6 +119,97 @@ def test_fused_and_stepwise_backward_accept_each_others_forward():
     for key, got in grads.items():
         for i, (a, b) in enumerate(zip(got, base)):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10, msg=lambda m, k=key, i=i: f"{k} grad {i}: {m}")
+
+
+# ------------------------------------------------------------------------------------------------------ resets
+# In-sequence resets (tests/test_resets.py holds the truth against segment-split nn.* runs). Rows of T=7 steps: a
+# reset at t = 0 (no effect), several segments, one-step segments, a reset at the last step (in reverse: the segment
+# that starts the sweep is one step long), a row with none. A batch of B rows takes the first B.
+RESETS_T = 7
+RESETS_AT = {0: (0, 3), 1: (1, 2, 6), 2: (), 3: (6,), 4: (1, 4, 5)}
+
+
+def _with_resets(case, **kwargs):
+    assert case.T == RESETS_T and case.lengths is None
+    rows = {b: ts for b, ts in RESETS_AT.items() if b < case.B}
+    return make_inputs(case, **kwargs)._replace(resets=resets_tensor(case.T, case.B, rows))
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_with_resets(case):
+    """(inputs, upstream, outputs, grads) of the reference: computed once per case for every ISA and team size."""
+    x = _with_resets(case)
+    upstream = random_like(run_backend(case.kind, x, "reference"))
+    outs, grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    return x, upstream, [o.detach() for o in outs], grads
+
+
+RESET_CASES = [Case(c, B=5, T=RESETS_T, I=3, H=13, reverse=r) for c in CELLS for r in (False, True)] + [
+    Case("lstm", B=5, T=RESETS_T, I=3, H=11, proj=6, reverse=r) for r in (False, True)]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 9])  # 9: more workers than panels (some own none) for H=13 in float64
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("case", RESET_CASES, ids=lambda c: c.id)
+def test_fused_with_resets_matches_reference_float64(case, isa, workers):
+    x, upstream, ref_outs, ref_grads = _reference_with_resets(case)
+    with _cpu._forced(isa=isa, workers=workers):
+        outs, grads = _run_fused(case, x, upstream)
+    assert_close_all(outs, ref_outs, ["output", "h_n", "c_n"], atol=1e-12, rtol=1e-10)
+    assert_close_all(grads, ref_grads, [f"grad {n}" for n, _ in tensor_fields(x)], atol=1e-11, rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", [Case(c, B=3, T=RESETS_T, I=2, H=3, reverse=c == "gru") for c in CELLS] + [
+    Case("lstm", B=3, T=RESETS_T, I=2, H=3, proj=2, reverse=True)], ids=lambda c: c.id)
+def test_gradcheck_through_fused_path_with_resets(case):
+    x = _with_resets(case)
+    names = [n for n, _ in tensor_fields(x)]
+
+    def fn(*tensors):
+        return run_backend(case.kind, x._replace(**dict(zip(names, tensors))), "cpu")
+
+    with _cpu._forced(path="fused"):
+        assert torch.autograd.gradcheck(fn, [t for _, t in tensor_fields(x)], eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", [Case("lstm", B=5, T=RESETS_T, I=4, H=10, proj=6, reverse=True),
+                                  Case("gru", B=5, T=RESETS_T, I=4, H=9)], ids=lambda c: c.id)
+def test_fused_and_stepwise_backward_accept_each_others_forward_with_resets(case):
+    """With resets too, either path's backward takes either path's forward (and both see the resets)."""
+    kind = case.kind
+    x = _with_resets(case, requires_grad=False)
+    grads = {}
+    for fwd_path in ("fused", "stepwise"):
+        with _cpu._forced(path=fwd_path):
+            outs = op_for(kind)(*forward_args(kind, x))
+        g = random_like(outs[:kind.state_size + 1])
+        values = {**x._asdict(), **named_args(forward_output_names(kind), outs),
+                  **dict(zip(["grad_output", "grad_h_n", "grad_c_n"], g))}
+        for bwd_path in ("fused", "stepwise"):
+            with _cpu._forced(path=bwd_path):
+                grads[fwd_path, bwd_path] = getattr(torch.ops.rnnfused, f"{kind.name}_backward")(
+                    *[values[n] for n in backward_arg_names(kind)])
+    base = grads["stepwise", "stepwise"]
+    for key, got in grads.items():
+        for i, (a, b) in enumerate(zip(got, base)):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10, msg=lambda m, k=key, i=i: f"{k} grad {i}: {m}")
+
+
+def test_fused_with_resets_bitwise_identical_for_any_team_size():
+    case = Case("lstm", B=5, T=RESETS_T, I=6, H=37, proj=21, reverse=True)
+
+    def run():
+        x = _with_resets(case, dtype=torch.float32)
+        outs = run_backend(case.kind, x, "cpu")
+        return outputs_and_grads(case.kind, x, "cpu", random_like(outs, seed=1))
+
+    with _cpu._forced(path="fused", workers=1):
+        base = run()
+    for workers in (2, 5):
+        with _cpu._forced(path="fused", workers=workers):
+            got = run()
+        for i, (a, b) in enumerate(zip(list(got[0]) + list(got[1]), list(base[0]) + list(base[1]))):
+            assert torch.equal(a, b), f"{workers} workers: tensor {i} differs"
 
 
 # ------------------------------------------------------------------------------------------------ determinism

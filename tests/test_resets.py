@@ -300,9 +300,21 @@ def test_op_rejects_resets_with_lengths_and_bad_shapes():
     assert isinstance(exc, ValueError) and "resets cannot be combined with lengths" in str(exc)
 
 
-def test_forced_fused_cpu_path_refuses_resets():
-    x = torch.randn(T, B, I)
-    w_ih, w_hh = torch.randn(H, I), torch.randn(H, H)
-    with rnnfused._cpu._forced(path="fused"):
-        exc = raised(lambda: RF.rnn(x, None, w_ih, w_hh, resets=resets_tensor(), backend="cpu"))
-    assert isinstance(exc, RuntimeError) and "does not run resets" in str(exc)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_forced_fused_cpu_path_runs_resets_like_stepwise(cell, reverse):
+    """The fused CPU path runs resets (it is the automatic path for float64): forced fused = forced step-wise."""
+    _, fused = make_pair(cell, "cpu", num_layers=2, bidirectional=True)
+    rand = lambda *s: torch.randn(*s, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    x, h0, c0 = rand(T, B, I), rand(4, B, H), rand(4, B, H)
+    hx = (h0, c0) if cell == "lstm" else h0
+    inputs = [x, h0, c0] if cell == "lstm" else [x, h0]
+    resets = resets_tensor()
+    results = {}
+    for path in ("fused", "stepwise"):
+        with rnnfused._cpu._forced(path=path):
+            out = fused(x, hx, resets=resets)
+            leaves = torch.utils._pytree.tree_leaves(out)
+            results[path] = leaves + list(loss_and_grads(leaves, inputs + list(fused.parameters())))
+    for i, (a, e) in enumerate(zip(results["fused"], results["stepwise"])):
+        torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12, msg=lambda m, i=i: f"tensor {i}: {m}")

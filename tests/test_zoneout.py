@@ -244,3 +244,18 @@ def test_zoneout_errors_name_the_argument():
     assert isinstance(exc, RuntimeError) and "zoneout is supported by LSTM and GRU layers only" in str(exc)
     exc = raised(lambda: RF.gru(x, h0, torch.randn(3 * H, I), torch.randn(3 * H, H), backend="cpu"))
     assert exc is None
+
+
+def test_zoneout_takes_the_stepwise_cpu_path():
+    """The fused CPU kernels do not run zoneout: the rule sends such layers to the step-wise path, and forcing the
+    fused path says so."""
+    import rnnfused
+
+    fused = make("gru", zoneout=0.3).eval()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with rnnfused._cpu._forced(path="stepwise"):
+        stepwise = fused(x)[0]
+    assert torch.equal(fused(x)[0], stepwise)
+    with rnnfused._cpu._forced(path="fused"):
+        exc = raised(lambda: fused(x))
+    assert isinstance(exc, RuntimeError) and "does not run zoneout" in str(exc)

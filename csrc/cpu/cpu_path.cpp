@@ -52,17 +52,16 @@ CpuPath choose_path(const LayerArgs& a) {
   const int forced = g_forced_path.load(std::memory_order_relaxed);
   const at::ScalarType dtype = a.input.scalar_type();
   const bool fused_dtype = dtype == at::kFloat || dtype == at::kDouble;
-  const bool fused_features = !a.resets.defined() && !a.zoneout.defined();
+  const bool fused_features = !a.zoneout.defined();
   if (forced >= 0) {
     TORCH_CHECK(forced == int(CpuPath::kStepwise) || fused_dtype,
                 "rnnfused: the fused CPU path was forced, but it runs float32 and float64 only, got ", dtype);
     TORCH_CHECK(forced == int(CpuPath::kStepwise) || fused_features,
-                "rnnfused: the fused CPU path was forced, but it does not run resets or zoneout (the step-wise path "
-                "does)");
+                "rnnfused: the fused CPU path was forced, but it does not run zoneout (the step-wise path does)");
     return static_cast<CpuPath>(forced);
   }
   // The rule: the fused kernels for float32/float64 (the CPU's native FMA dtypes); 16-bit dtypes take the step-wise
-  // path (no native bf16/fp16 arithmetic is assumed; its GEMM converts), and so do layers with resets or zoneout.
+  // path (no native bf16/fp16 arithmetic is assumed; its GEMM converts), and so do layers with zoneout.
   return fused_dtype && fused_features ? CpuPath::kFused : CpuPath::kStepwise;
 }
 

@@ -80,6 +80,7 @@ fused::Sweep sweep_of(const LayerArgs& a) {
   s.out_size = a.H_out;
   s.reverse = a.reverse;
   s.lengths = a.lengths.defined() ? a.lengths.data_ptr<int64_t>() : nullptr;
+  s.resets = a.resets.defined() ? a.resets.data_ptr<bool>() : nullptr;  // contiguous (make_layer_args)
   return s;
 }
 
@@ -192,6 +193,10 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
   const at::Tensor dc = lstm ? grad_c_n.to(opts.dtype()).clone(at::MemoryFormat::Contiguous) : at::Tensor();  // [B, H]
   const at::Tensor grad_h = grad_h_n.to(opts.dtype()).contiguous();                          // [B, H_out]
   const at::Tensor grad_h0 = at::empty({B, H_out}, opts);                                    // [B, H_out]
+  // Resets: what reached h0/c0 at segment starts, summed over each row's segments (move_reset_grad in driver.h).
+  const bool resets = a.resets.defined();
+  const at::Tensor dh_to_h0 = resets ? at::zeros({B, H_out}, opts) : at::Tensor();          // [B, H_out]
+  const at::Tensor dc_to_c0 = resets && lstm ? at::zeros({B, H}, opts) : at::Tensor();      // [B, H]
   const Workspace ws = workspace(fused::packed_elems(H_out, GH, 1, W), proj ? fused::packed_elems(H, H_out, 1, W) : 0,
                                  workers, B, W, opts);
 
@@ -214,11 +219,17 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
     args.dh_direct = ptr<T_>(dh_direct);
     args.dc = ptr<T_>(dc);
     args.grad_h0 = grad_h0.data_ptr<T_>();
+    args.dh_to_h0 = ptr<T_>(dh_to_h0);
+    args.dc_to_c0 = ptr<T_>(dc_to_c0);
     args.packed = ws.packed.data_ptr<T_>();
     args.packed_proj = ptr<T_>(ws.packed_proj);
     args.scratch = ws.sums.data_ptr<T_>();
     run_team(workers, [&](const Team& team) { isa_backward<Cell, T_>(isa, args, team); });
   });
+  if (resets) {
+    grad_h0.add_(dh_to_h0);
+    if (lstm) dc.add_(dc_to_c0);
+  }
 
   // The non-sequential part of BPTT (as backward_gemms in driver.h), in thread-count-independent order.
   const at::Tensor dgx2d = dgx.view({T * B, GH});

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "../../common/step.h"  // starts_from_initial (torch-free)
 #include "spin_barrier.h"
 
 namespace rnnfused {
@@ -54,11 +55,12 @@ inline PanelRange worker_panels(int64_t panels, int64_t w, int64_t n) {
 }
 
 // --------------------------------------------------------------------------------------------------- arguments
-// The sweep both passes run: sizes, direction, per-row lengths.
+// The sweep both passes run: sizes, direction, per-row lengths or in-sequence resets (never both).
 struct Sweep {
   int64_t steps = 0, batch = 0, hidden = 0, out_size = 0;  // T, B, H, H_out
   bool reverse = false;
   const int64_t* lengths = nullptr;  // [B] or nullptr
+  const bool* resets = nullptr;      // [T, B] or nullptr: the ops' resets (starts_from_initial, common/step.h)
 };
 
 template <typename T>
@@ -99,7 +101,9 @@ struct BackwardArgs : Sweep {
   T* dh_seq = nullptr;     // [T, B, H_out]  dL/dh_t (proj only; dW_hr needs it)
   T* dh_direct = nullptr;  // [B, H_out]  the part of dL/dh_{t-1} that skips W_hh (no proj)
   T* dc = nullptr;         // [B, H]  in: dL/dc_n; out: dL/dc_0 (LSTM)
-  T* grad_h0 = nullptr;    // [B, H_out]
+  T* grad_h0 = nullptr;    // [B, H_out]  dL/dh_0 of the first step (the runner adds dh_to_h0)
+  T* dh_to_h0 = nullptr;   // [B, H_out]  zeroed, with resets: Σ of what reached h0 at segment starts; else nullptr
+  T* dc_to_c0 = nullptr;   // [B, H]      the same for c0 (LSTM with resets); the runner adds it to dc
 
   T* packed = nullptr;       // packed_elems(H_out, G*H, 1, W)  W_hh columns (K = G*H)
   T* packed_proj = nullptr;  // packed_elems(H, H_out, 1, W)    W_hr columns (proj only)
