@@ -39,6 +39,12 @@ class CellKind:
     torch_cell: type
     module: str                   # class names of its fused modules in rnnfused.modules
     cell_module: str
+    # Its LayerNorm variant (rnnfused/_layer_norm_ops.py), for the cells that have one: the reference step
+    # step(xg, state, w_hh, b_hh, ln_hh_weight, ln_c_weight, ln_c_bias) -> new state, and the module classes'
+    # names in rnnfused.layer_norm.
+    layer_norm_step: Optional[Callable] = None
+    layer_norm_module: Optional[str] = None
+    layer_norm_cell_module: Optional[str] = None
 
     @property
     def state_size(self) -> int:
@@ -53,9 +59,11 @@ class CellKind:
 
 _KINDS = (
     CellKind("lstm", "LSTM", 4, 4, True, True, None, False, reference.lstm_cell_step, nn.LSTM, nn.LSTMCell,
-             "FusedLSTM", "FusedLSTMCell"),
+             "FusedLSTM", "FusedLSTMCell", reference.layer_norm_lstm_step, "FusedLayerNormLSTM",
+             "FusedLayerNormLSTMCell"),
     CellKind("gru", "GRU", 3, 4, False, False, None, True, reference.gru_cell_step, nn.GRU, nn.GRUCell,
-             "FusedGRU", "FusedGRUCell"),
+             "FusedGRU", "FusedGRUCell", reference.layer_norm_gru_step, "FusedLayerNormGRU",
+             "FusedLayerNormGRUCell"),
     CellKind("rnn_tanh", "RNN_TANH", 1, 0, False, False, "tanh", False,
              functools.partial(reference.rnn_cell_step, nonlinearity="tanh"), nn.RNN, nn.RNNCell,
              "FusedRNN", "FusedRNNCell"),

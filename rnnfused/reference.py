@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["layer", "lstm_layer", "gru_layer", "rnn_layer", "lstm_step", "gru_step", "rnn_step", "lstm_cell_step",
-           "gru_cell_step", "rnn_cell_step"]
+           "gru_cell_step", "rnn_cell_step", "LAYER_NORM_EPS", "layer_norm_lstm_step",
+           "layer_norm_gru_step", "layer_norm_recurrence"]
 
 
 def lstm_step(xg: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Optional[Tensor],
@@ -101,6 +102,54 @@ def layer(kind, input: Tensor, h0: Tensor, c0: Optional[Tensor], w_ih: Tensor, w
     state = (h0, c0) if kind.has_cell_state else (h0,)
     out, state = _scan(lambda x, s: kind.step(x, s, w_hh, b_hh, w_hr), xg, state, lengths, reverse, resets,
                        zoneout)
+    return (out, *state)
+
+
+# LayerNorm cells (Ba et al. 2016, the form Haste implements; rnnfused/_layer_norm_ops.py): every step normalises the
+# recurrent pre-activation h W_hhᵀ over all G·H units (biased variance, LAYER_NORM_EPS) and, for the LSTM, the new cell
+# state before its tanh. The input side LN_ih(x W_ihᵀ) and the biases that add to it are in ``xg``.
+#   step(xg, state, w_hh, b_hh, ln_hh_weight, ln_c_weight, ln_c_bias) -> new state
+LAYER_NORM_EPS = 1e-5
+
+
+def layer_norm_lstm_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                         ln_hh_weight: Tensor, ln_c_weight: Optional[Tensor],
+                         ln_c_bias: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """``gates = xg + LN_hh(h W_hhᵀ) (+ b_hh)``; ``c' = σ(f)·c + σ(i)·tanh(g)``; ``h' = σ(o)·tanh(LN_c(c'))``."""
+    h, c = state
+    hw = F.linear(h, w_hh)
+    i, f, g, o = (xg + F.layer_norm(hw, hw.shape[-1:], ln_hh_weight, b_hh, LAYER_NORM_EPS)).chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_new = torch.sigmoid(o) * torch.tanh(F.layer_norm(c_new, c_new.shape[-1:], ln_c_weight, ln_c_bias,
+                                                       LAYER_NORM_EPS))
+    return h_new, c_new
+
+
+def layer_norm_gru_step(xg: Tensor, state: Sequence[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                        ln_hh_weight: Tensor, ln_c_weight: Optional[Tensor] = None,
+                        ln_c_bias: Optional[Tensor] = None) -> Tuple[Tensor]:
+    """``b = LN_hh(h W_hhᵀ) + b_hh``; then GRU's gates on ``xg`` and ``b`` (``n = tanh(xg_n + r·b_n)``)."""
+    h = state[0]
+    hw = F.linear(h, w_hh)
+    xr, xz, xn = xg.chunk(3, dim=-1)
+    hr, hz, hn = F.layer_norm(hw, hw.shape[-1:], ln_hh_weight, b_hh, LAYER_NORM_EPS).chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+def layer_norm_recurrence(kind, xg: Tensor, h0: Tensor, c0: Optional[Tensor], w_hh: Tensor, b_hh: Optional[Tensor],
+                          ln_hh_weight: Tensor, ln_c_weight: Optional[Tensor] = None,
+                          ln_c_bias: Optional[Tensor] = None, lengths: Optional[Tensor] = None,
+                          reverse: bool = False, *, resets: Optional[Tensor] = None,
+                          zoneout: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+    """The recurrence of a LayerNorm cell (``kind.layer_norm_step``) from its gate inputs ``xg`` [T, B, G·H]
+    -> (output [T, B, H], h_n [B, H]) plus c_n [B, H] for the LSTM. Lengths, reverse, resets and zoneout as for
+    :func:`layer`."""
+    state = (h0, c0) if kind.has_cell_state else (h0,)
+    out, state = _scan(lambda x, s: kind.layer_norm_step(x, s, w_hh, b_hh, ln_hh_weight, ln_c_weight, ln_c_bias),
+                       xg, state, lengths, reverse, resets, zoneout)
     return (out, *state)
 
 
