@@ -4,10 +4,12 @@ table shows what each feature costs (``cpu+resets1%`` next to ``cpu``).
     resets1%       ``forward(x, resets=r)`` with r[t, b] true at 1 % of the (step, row) pairs (fixed pattern)
     zoneout0.1     ``zoneout=0.1`` in training mode (fresh Bernoulli masks every call; LSTM and GRU)
     weightdrop0.1  ``weight_drop=0.1`` in training mode (one DropConnect mask per weight_hh and call)
+    layernorm      the LayerNorm variant of the cell (``FusedLayerNormLSTM``/``FusedLayerNormGRU``; LayerNorm
+                   parameters at their initial ones/zeros)
 
 They are opt-in rows (``--impls 'cpu+*'`` or a full name). Their results are not nn.*'s, so the spot-check against
-the baseline's float64 truth does not apply: their correctness is what tests/test_resets.py, test_zoneout.py and
-test_weight_drop.py check.
+the baseline's float64 truth does not apply: their correctness is what tests/test_resets.py, test_zoneout.py,
+test_weight_drop.py and test_layer_norm.py check.
 """
 from __future__ import annotations
 
@@ -27,12 +29,14 @@ class Feature(NamedTuple):
     module_kwargs: Dict[str, float]               # constructor arguments of the fused module
     cells: Optional[Tuple[str, ...]] = None       # the cells it applies to (None: all)
     resets: bool = False                          # pass resets at RESET_DENSITY
+    layer_norm: bool = False                      # the cell's LayerNorm variant (rnnfused.layer_norm)
 
 
 FEATURES = (
     Feature("resets1%", "in-sequence state resets at 1 % of (step, row)", {}, resets=True),
     Feature("zoneout0.1", "zoneout 0.1 on h (and c), training-mode masks", {"zoneout": 0.1}, cells=("lstm", "gru")),
     Feature("weightdrop0.1", "DropConnect 0.1 on weight_hh, training mode", {"weight_drop": 0.1}),
+    Feature("layernorm", "LayerNorm cell (Ba et al. 2016)", {}, cells=("lstm", "gru"), layer_norm=True),
 )
 
 
@@ -76,6 +80,7 @@ def build(feature: Feature, baseline: nn.RNNBase, backend: str, fused_class: Cal
     first = next(baseline.parameters())
     fused = fused_class(**_FusedRNNBase._constructor_kwargs(baseline), backend=backend, device=first.device,
                         dtype=first.dtype, **feature.module_kwargs)
-    fused.load_state_dict(baseline.state_dict())
+    # nn.*'s weights; a LayerNorm module's own parameters keep their initial values
+    fused.load_state_dict(baseline.state_dict(), strict=not feature.layer_norm)
     fused.train(bool(feature.module_kwargs) or baseline.training)  # zoneout / weight-drop: their training cost
     return FeatureModule(fused, feature.resets)

@@ -121,7 +121,9 @@ class FeatureImpl(Impl):
     def build(self, baseline):
         import rnnfused
 
-        return features.build(self.feature, baseline, self.backend, getattr(rnnfused, _kind_of(baseline).module))
+        kind = _kind_of(baseline)
+        module = kind.layer_norm_module if self.feature.layer_norm else kind.module
+        return features.build(self.feature, baseline, self.backend, getattr(rnnfused, module))
 
     def note(self, cfg):
         return "not compared with nn.* (a feature it lacks)"

@@ -6,6 +6,7 @@ from ._cuda import (clear_cuda_graphs, cuda_arches, cuda_graph_stats, cuda_path,
 from ._extension import EXTENSION_ERROR, cuda_built, extension_loaded
 from .backends import available_backends, resolve_backend
 from .convert import convert, revert
+from .layer_norm import FusedLayerNormGRU, FusedLayerNormGRUCell, FusedLayerNormLSTM, FusedLayerNormLSTMCell
 from .modules import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
 from .version import __version__
 
@@ -17,6 +18,10 @@ __all__ = [
     "FusedLSTMCell",
     "FusedGRUCell",
     "FusedRNNCell",
+    "FusedLayerNormLSTM",
+    "FusedLayerNormGRU",
+    "FusedLayerNormLSTMCell",
+    "FusedLayerNormGRUCell",
     "convert",
     "revert",
     "functional",

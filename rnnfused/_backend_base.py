@@ -7,6 +7,7 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import _layer_norm_ops as ln
 from ._cells import CellKind
 from ._inputs import LayerInputs, forward_args
 from ._op_family import op_for
@@ -46,6 +47,11 @@ class LayerBackend:
     def run(self, kind: CellKind, x: LayerInputs) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         raise NotImplementedError
 
+    def run_layer_norm(self, kind: CellKind, x) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The recurrence of ``kind``'s LayerNorm variant from its gate inputs (``x``: a
+        :class:`rnnfused._layer_norm_ops.LayerNormInputs`) -> ``(output, h_n, c_n or None)``."""
+        raise NotImplementedError(f"the {self.name} backend has no LayerNorm cells")
+
 
 class CustomOpBackend(LayerBackend):
     """A backend made of the ``rnnfused::{kind}{suffix}`` custom ops (fakes and autograd from rnnfused/_op_family.py)."""
@@ -62,4 +68,9 @@ class CustomOpBackend(LayerBackend):
         # Keep what backward needs only when there will be a backward (as nn.LSTM's _cudnn_rnn does with `train`).
         train = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in x)
         outs = op_for(kind, self.suffix)(*forward_args(kind, x._replace(train=train)))
+        return (outs[0], outs[1], outs[2] if kind.has_cell_state else None)
+
+    def run_layer_norm(self, kind, x):
+        train = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in x)
+        outs = ln.layer_norm_op(kind, self.suffix)(*ln.forward_args(kind, x._replace(train=train)))
         return (outs[0], outs[1], outs[2] if kind.has_cell_state else None)

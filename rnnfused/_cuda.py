@@ -43,7 +43,7 @@ def _cuda_module():
 
 def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size: int, *, proj_size: int = 0,
               dtype: torch.dtype = torch.float32, bias: bool = True, lengths: bool = False, reverse: bool = False,
-              device=None, explain: bool = False) -> Union[str, Tuple[str, str]]:
+              device=None, explain: bool = False, layer_norm: bool = False) -> Union[str, Tuple[str, str]]:
     """The CUDA path ("stepwise" or "persistent") one layer-direction of this configuration takes.
 
     Args:
@@ -53,6 +53,7 @@ def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size:
             reverse: the backward direction of a bidirectional layer.
         device: a CUDA device (default: the current one).
         explain: also return why.
+        layer_norm: the cell's LayerNorm variant (rnnfused.layer_norm): always the step-wise path.
 
     Returns:
         ``"stepwise"`` or ``"persistent"``; with ``explain=True`` ``(path, why)``, ``why`` naming the fit rule's
@@ -68,6 +69,10 @@ def cuda_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size:
     """
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch.dtype, got {dtype!r}")
+    if layer_norm:
+        why = ("the persistent kernels decline LayerNorm cells: each step's LayerNorm of h W_hhᵀ needs the mean and "
+               "variance over all G·H units of a row, which the persistent CTAs split between them")
+        return ("stepwise", why) if explain else "stepwise"
     index = -1 if device is None else torch.device(device).index
     path, why = _cuda_module().cuda_path(cell, seq_len, batch, input_size, hidden_size, proj_size,
                                          str(dtype).replace("torch.", ""), bias, lengths, reverse,

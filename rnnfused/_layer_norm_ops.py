@@ -40,6 +40,7 @@ from torch import Tensor
 from . import reference
 from ._autocast import register_autocast
 from ._cells import CELL_KINDS, CellKind, cell_state_dtype
+from ._extension import extension_loaded
 
 __all__ = ["LayerNormInputs", "LAYER_NORM_KINDS", "op_name", "saved_width", "forward_arg_names",
            "backward_arg_names", "forward_output_names", "grad_names", "layer_norm_gates", "reference_outputs",
@@ -241,3 +242,7 @@ def register_layer_norm_family(suffix: str = "") -> None:
         forward_op = layer_norm_op(kind, suffix)
         _register_autograd(kind, forward_op, layer_norm_op(kind, suffix, backward=True))
         register_autocast(forward_op, fwd)
+
+
+if extension_loaded():
+    register_layer_norm_family("")

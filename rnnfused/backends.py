@@ -20,6 +20,7 @@ import torch
 
 from . import _extension
 from ._autograd import reference_outputs
+from ._layer_norm_ops import reference_outputs as layer_norm_reference
 from ._backend_base import CustomOpBackend, LayerBackend
 
 __all__ = ["BACKENDS", "ENV_VAR", "LayerBackend", "resolve_backend", "get_backend", "available_backends",
@@ -37,6 +38,10 @@ class ReferenceBackend(LayerBackend):
 
     def run(self, kind, x):
         out = reference_outputs(kind, x)
+        return (out[0], out[1], out[2] if kind.has_cell_state else None)
+
+    def run_layer_norm(self, kind, x):
+        out = layer_norm_reference(kind, x)
         return (out[0], out[1], out[2] if kind.has_cell_state else None)
 
 

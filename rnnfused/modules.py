@@ -219,11 +219,18 @@ class _FusedRNNBase(nn.RNNBase):
             w_hh = F.dropout(w_hh, p=self.weight_drop, training=True)  # DropConnect: a fresh mask per call
         return get("weight_ih"), w_hh, get("bias_ih"), get("bias_hh"), w_hr
 
+    def _run_direction(self, layer: int, direction: int, x: Tensor, h0: Tensor, c0: Optional[Tensor],
+                       lengths: Optional[Tensor], resets: Optional[Tensor], backend: Optional[str]):
+        """One layer-direction over x [T, B, I] from h0 [B, H_out] (c0 [B, H]) -> (output, h_n, c_n or None)."""
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
+        inputs = LayerInputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, direction == 1, resets=resets,
+                             zoneout=self._zoneout_masks(x))
+        return run_layer(self._kind, inputs, backend)
+
     def _run_layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor],
                     resets: Optional[Tensor] = None):
         """x [T, B, I] time-major; h0 [L*D, B, H_out]; c0 [L*D, B, H]; resets [T, B] bool (every layer and direction
         restarts there) -> output [T, B, D*H_out], h_n, c_n."""
-        kind = self._kind
         D = 2 if self.bidirectional else 1
         # An empty batch is valid for nn.* (empty results); the fused ops reject it, the reference handles it.
         # While exporting to ONNX (only LSTMs with proj_size get here, see forward) the reference equations are
@@ -235,11 +242,8 @@ class _FusedRNNBase(nn.RNNBase):
             outputs = []
             for direction in range(D):
                 idx = layer * D + direction
-                w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
-                inputs = LayerInputs(layer_input, h0[idx], c0[idx] if c0 is not None else None, w_ih, w_hh, b_ih,
-                                     b_hh, w_hr, lengths, direction == 1, resets=resets,
-                                     zoneout=self._zoneout_masks(layer_input))
-                out, h, c = run_layer(kind, inputs, backend)
+                out, h, c = self._run_direction(layer, direction, layer_input, h0[idx],
+                                                c0[idx] if c0 is not None else None, lengths, resets, backend)
                 outputs.append(out)
                 h_n.append(h)
                 c_n.append(c)
