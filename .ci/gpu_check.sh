@@ -114,6 +114,7 @@ if [ "$MODE" != timing ]; then
   files=(tests/test_persistent.py tests/test_cuda_backend.py)
   for f in tests/test_triton_*.py; do [ -e "$f" ] && [ "$f" != tests/test_triton_compile.py ] && files+=("$f"); done
   files+=(tests/test_backend_parity.py tests/test_hardening.py tests/test_backends.py tests/test_benchmarks.py)
+  files+=(tests/test_resets.py tests/test_zoneout.py tests/test_layer_norm.py)  # issue 17: features beyond nn.*
   tests_limit=$(( $(left) - 80 ))
   stage tests "$tests_limit" "$OUT/tests.log" "$PY" tests/gpu/run_isolated.py --test-timeout 90 \
       --budget $((tests_limit - 10)) -- -q -rfEs -m "not slow" --maxfail=50 -p no:cacheprovider "${files[@]}" \

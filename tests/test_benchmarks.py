@@ -452,10 +452,11 @@ def test_opt_in_rows_run_only_when_named_or_matched_by_a_pattern(monkeypatch):
 
 
 def test_feature_rows_are_opt_in_timed_and_not_compared_with_nn(tmp_path):
-    """cpu+resets1% / cpu+zoneout0.1 / cpu+weightdrop0.1: only when asked for, skipped where the feature does not
-    apply (zoneout on an Elman RNN, resets with packed input), timed without the spot-check against nn.*."""
+    """cpu+resets1% / cpu+zoneout0.1 / cpu+weightdrop0.1 / cpu+layernorm: only when asked for, skipped where the
+    feature does not apply (zoneout or LayerNorm on an Elman RNN, resets with packed input), timed without the
+    spot-check against nn.*."""
     found = impls.discover(CPU, [torch.float32])
-    feature_names = ["cpu+resets1%", "cpu+zoneout0.1", "cpu+weightdrop0.1"]
+    feature_names = ["cpu+resets1%", "cpu+zoneout0.1", "cpu+weightdrop0.1", "cpu+layernorm"]
     assert [i.name for i in found if isinstance(i, impls.FeatureImpl) and i.backend == "cpu"] == feature_names
     assert not set(feature_names) & {i.name for i in impls.select(found, None)}
     assert [i.name for i in impls.select(found, ["cpu+*"], CPU)] == ["torch-cpu"] + feature_names
@@ -467,7 +468,7 @@ def test_feature_rows_are_opt_in_timed_and_not_compared_with_nn(tmp_path):
     assert rows["gru", "cpu"]["check"] == "pass"
     for name in feature_names:
         assert rows["gru", name]["status"] == "ok" and rows["gru", name]["check"] == "", name
-    assert rows["rnn", "cpu+zoneout0.1"]["status"] == "skipped"
+    assert rows["rnn", "cpu+zoneout0.1"]["status"] == rows["rnn", "cpu+layernorm"]["status"] == "skipped"
     assert "LSTM" in rows["rnn", "cpu+zoneout0.1"]["note"] or "lstm" in rows["rnn", "cpu+zoneout0.1"]["note"]
     # The resets row really passes resets: a module that records them.
     from benchmarks.features import RESET_DENSITY, FeatureModule

@@ -11,6 +11,7 @@ import rnnfused
 from rnnfused._cell_ops import cell_backward_arg_names, cell_forward_arg_names, cell_grad_names, cell_output_names
 from rnnfused._cells import CELL_IDS, CELL_KINDS, cell_kind
 from rnnfused._inputs import backward_arg_names, forward_arg_names, forward_output_names, grad_names
+from rnnfused import _layer_norm_ops as ln
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,22 @@ def _cell_ops():
 def test_cpp_ops_are_exactly_the_python_registry():
     expected = {f"{k.name}{suffix}" for k in CELL_KINDS.values()
                 for suffix in ("", "_backward", "_cell", "_cell_backward")}  # layer ops, single-step cell ops
+    expected |= {ln.op_name(k, backward=b) for k in ln.LAYER_NORM_KINDS.values() for b in (False, True)}
     assert _cell_ops() == expected
+
+
+@pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
+@pytest.mark.parametrize("name", list(ln.LAYER_NORM_KINDS))
+def test_cpp_layer_norm_schemas_follow_the_python_spec(name):
+    kind = ln.LAYER_NORM_KINDS[name]
+    for backward, names, returns in ((False, ln.forward_arg_names(kind), ln.forward_output_names(kind)),
+                                     (True, ln.backward_arg_names(kind), ln.grad_names(kind))):
+        schema = ln.layer_norm_op(kind, backward=backward)._schema
+        assert [a.name for a in schema.arguments] == names
+        if not backward:
+            assert [f"{a.type} {a.name}".replace("Optional[Tensor]", "Tensor?") for a in schema.arguments] == \
+                [t.split("=")[0] for t in ln.schema_types(names)]
+        assert len(schema.returns) == len(returns)
 
 
 @pytest.mark.skipif(not rnnfused.extension_loaded(), reason="needs rnnfused._C")
@@ -61,6 +77,10 @@ def test_registry_entries_are_consistent():
         assert issubclass(module, torch.nn.RNNBase) and issubclass(cell, torch.nn.RNNCellBase)
         assert module._MODE in ("RNN_TANH", kind.mode) and kind.torch_cell is cell_kind(cell._MODE).torch_cell
         assert kind.family == kind.torch_module.__name__.lower()
+        if kind.layer_norm_step is not None:
+            ln_module = getattr(rnnfused, kind.layer_norm_module)
+            ln_cell = getattr(rnnfused, kind.layer_norm_cell_module)
+            assert ln_module._MODE == kind.mode and ln_cell._MODE == kind.mode
     assert list(CELL_IDS.values()) == list(range(len(CELL_KINDS)))
 
 

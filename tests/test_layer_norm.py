@@ -98,7 +98,7 @@ def randomize(module, seed=0):
 
 def grads_of(outputs, params, seed=3):
     g = torch.Generator().manual_seed(seed)
-    ups = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outputs]
+    ups = [torch.randn(o.shape, generator=g, dtype=o.dtype).to(o.device) for o in outputs]
     return torch.autograd.grad(outputs, params, ups, allow_unused=True)
 
 
@@ -114,23 +114,24 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cell", list(MODULES))
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda"))
 def test_module_matches_naive_loop(cell, case, backend, device):
     cfg = dict(CASES[case])
     packed, with_resets = cfg.pop("packed", False), cfg.pop("resets", False)
     torch.manual_seed(0)
-    m = randomize(MODULES[cell](I, H, dtype=torch.float64, backend=backend, **cfg))
+    m = randomize(MODULES[cell](I, H, dtype=torch.float64, backend=backend, **cfg)).to(device)
     if "zoneout" in cfg:
         m.eval()  # deterministic: state = p·previous + (1 − p)·candidate
     D = 2 if m.bidirectional else 1
-    x = torch.randn(T, B, I, dtype=torch.float64)
-    h0 = torch.randn(m.num_layers * D, B, H, dtype=torch.float64)
-    c0 = torch.randn(m.num_layers * D, B, H, dtype=torch.float64) if cell == "lstm" else None
+    x = torch.randn(T, B, I, dtype=torch.float64).to(device)
+    h0 = torch.randn(m.num_layers * D, B, H, dtype=torch.float64).to(device)
+    c0 = torch.randn(m.num_layers * D, B, H, dtype=torch.float64).to(device) if cell == "lstm" else None
     hx = (h0, c0) if cell == "lstm" else h0
     lengths = torch.tensor([T, 4, 2]) if packed else None
     resets = torch.zeros(T, B, dtype=torch.bool) if with_resets else None
     if with_resets:
         resets[3, 0] = resets[1, 2] = resets[5, 2] = True
+        resets = resets.to(device)
     if packed:
         out, state = m(pack_padded_sequence(x, lengths), hx)
         out = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)[0]
@@ -150,13 +151,13 @@ def test_module_matches_naive_loop(cell, case, backend, device):
 
 
 @pytest.mark.parametrize("cell", list(MODULES))
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda"))
 def test_cell_matches_naive_step(cell, backend, device):
     torch.manual_seed(1)
-    m = randomize(CELL_MODULES[cell](I, H, dtype=torch.float64, backend=backend), seed=2)
+    m = randomize(CELL_MODULES[cell](I, H, dtype=torch.float64, backend=backend), seed=2).to(device)
     p = dict(m.named_parameters())
-    x = torch.randn(B, I, dtype=torch.float64)
-    h, c = torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    x = torch.randn(B, I, dtype=torch.float64).to(device)
+    h, c = torch.randn(B, H, dtype=torch.float64).to(device), torch.randn(B, H, dtype=torch.float64).to(device)
     got = m(x, (h, c)) if cell == "lstm" else (m(x, h),)
     want = naive_step(cell, p, x, h, c if cell == "lstm" else None)[:len(got)]
     for a, e in zip(got, want):

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 import rnnfused
-from rnnfused import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell
+from rnnfused import (FusedGRU, FusedGRUCell, FusedLayerNormGRU, FusedLayerNormGRUCell, FusedLayerNormLSTM,
+                      FusedLayerNormLSTMCell, FusedLSTM, FusedLSTMCell, FusedRNN, FusedRNNCell)
 
-FUSED_CLASSES = {FusedLSTM, FusedGRU, FusedRNN, FusedLSTMCell, FusedGRUCell, FusedRNNCell}
+FUSED_CLASSES = {FusedLSTM, FusedGRU, FusedRNN, FusedLSTMCell, FusedGRUCell, FusedRNNCell, FusedLayerNormLSTM,
+                 FusedLayerNormGRU, FusedLayerNormLSTMCell, FusedLayerNormGRUCell}
 
 
 class Seq2Seq(nn.Module):
@@ -108,7 +110,8 @@ def test_allowlist_is_exactly_the_fused_classes_and_covers_their_pickles():
     # Everything a pickled fused module references is allowed by torch by default, or is the module's class.
     default = set(_get_allowed_globals())
     for m in (FusedLSTM(3, 4, 2, proj_size=2, bidirectional=True, backend="cpu"), FusedGRU(3, 4), FusedRNN(3, 4),
-              FusedLSTMCell(3, 4), FusedGRUCell(3, 4, bias=False), FusedRNNCell(3, 4, nonlinearity="relu")):
+              FusedLSTMCell(3, 4), FusedGRUCell(3, 4, bias=False), FusedRNNCell(3, 4, nonlinearity="relu"),
+              FusedLayerNormLSTM(3, 4, 2, bidirectional=True), FusedLayerNormGRUCell(3, 4)):
         referenced = _pickle_globals(_saved(m)) - {"__builtin__.set", "builtins.set"}
         beyond_default = {g for g in referenced if g not in default}
         assert beyond_default == {f"{type(m).__module__}.{type(m).__name__}"}, beyond_default
