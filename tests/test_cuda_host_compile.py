@@ -1,5 +1,5 @@
 """The CUDA backend's host code (csrc/cuda/**/*.cpp: launchers, the path rule, the graph cache, the persistent path's
-ATen side, the Python bindings) compiles against the installed torch's headers with RNNFUSED_WITH_CUDA — checked with
+ATen side, the Python bindings; the CUDA registration of csrc/sequence/layer_norm_ops.cpp) compiles against the installed torch's headers with RNNFUSED_WITH_CUDA — checked with
 `g++ -fsyntax-only` on a machine without a GPU or a CUDA build of torch (CI), where the extension is built without
 these files. The CUDA toolkit's headers come from /usr/local/cuda; the few headers a CPU-only torch wheel and a toolkit
 without the math libraries lack are declaration-only stand-ins (tests/cuda_host_stubs/). The kernels themselves are
@@ -18,7 +18,9 @@ from torch.utils.cpp_extension import include_paths
 ROOT = Path(__file__).resolve().parents[1]
 STUBS = Path(__file__).resolve().parent / "cuda_host_stubs"
 CUDA_INCLUDE = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
-SOURCES = sorted((ROOT / "csrc" / "cuda").rglob("*.cpp")) + [ROOT / "csrc" / "module.cpp"]
+# + the LayerNorm recurrence ops: built everywhere, with a CUDA registration under RNNFUSED_WITH_CUDA
+SOURCES = sorted((ROOT / "csrc" / "cuda").rglob("*.cpp")) + [ROOT / "csrc" / "module.cpp",
+                                                             ROOT / "csrc" / "sequence" / "layer_norm_ops.cpp"]
 CXX = shutil.which("g++") or shutil.which("c++")
 
 pytestmark = [

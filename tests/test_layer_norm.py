@@ -324,3 +324,23 @@ def test_errors_name_the_argument():
         assert isinstance(err, RuntimeError) and word in str(err), (field, err)
     err = raised(lambda: FusedLayerNormLSTM(I, H)(torch.randn(T, B, I + 1)))
     assert err is not None and "input" in str(err)
+
+
+def test_persistent_cuda_path_declines_layer_norm_cells():
+    path, why = rnnfused.cuda_path("lstm", 64, 8, 32, 32, layer_norm=True, explain=True)
+    assert path == "stepwise" and "LayerNorm" in why
+
+
+@pytest.mark.parametrize("cell", list(MODULES))
+def test_weight_drop_composes_and_acts_only_in_training(cell):
+    torch.manual_seed(0)
+    m = randomize(MODULES[cell](I, H, num_layers=2, bidirectional=True, weight_drop=0.5, dtype=torch.float64))
+    plain = randomize(MODULES[cell](I, H, num_layers=2, bidirectional=True, dtype=torch.float64))
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    m.eval(), plain.eval()
+    assert torch.equal(m(x)[0], plain(x)[0])
+    m.train()
+    dropped = m(x)[0]
+    assert not torch.allclose(dropped, plain(x)[0])
+    dropped.sum().backward()
+    assert m.weight_hh_l1_reverse.grad is not None and m.ln_hh_weight_l1_reverse.grad is not None
