@@ -12,6 +12,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnfused import FusedGRU, FusedLSTM, FusedRNN
 from rnnfused import functional as RF
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
 from helpers import (Case, assert_close_all, backend_params, make_inputs, outputs_and_grads, raised, random_like,
                      run_backend, tensor_fields)
@@ -327,3 +329,13 @@ def test_gradcheck_triton_ops_with_zoneout(path, cell, monkeypatch):
     fn = lambda *t: run_backend(case.kind, x._replace(**dict(zip(names, t))), "triton")  # noqa: E731
     assert torch.autograd.gradcheck(fn, tuple(t for _, t in tensor_fields(x)), atol=1e-7, fast_mode=True,
                                     check_undefined_grad=False)
+
+
+@pytest.mark.parametrize("path", [triton_param("stepwise", id="stepwise")])
+def test_opcheck_triton_op_with_zoneout(path, monkeypatch):
+    """Schema, fake and autograd registration of the Triton op with masks: the opaque recurrence ops take them
+    (under tracing either path is the same node, whose `path` argument is a string: one path is checked)."""
+    monkeypatch.setenv("RNNFUSED_PATH", path)
+    case = Case("lstm", B=2, T=3, I=2, H=3, lengths=(3, 2), zoneout=0.5)
+    x = make_inputs(case, device=TRITON.values[1])
+    torch.library.opcheck(op_for(case.kind, "_triton"), forward_args(case.kind, x))
