@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from rnnfused._cells import CELL_KINDS, CellKind
+from rnnfused._cells import CELL_KINDS, CellKind, cell_state_dtype
 from rnnfused._autograd import reference_outputs
 from rnnfused._inputs import LayerInputs
 from rnnfused.functional import run_layer
@@ -22,7 +22,7 @@ triton_interpret = os.environ.get("TRITON_INTERPRET") == "1"
 @dataclass(frozen=True)
 class Case:
     """One layer-direction configuration; ``id`` reads like ``lstm-B3-T5-I4-H37-P3-rev-len-nobias``
-    (``-rst0.3``: in-sequence resets, see ``resets``)."""
+    (``-rst0.3``: in-sequence resets, see ``resets``; ``-zo0.5``: zoneout, see ``zoneout``)."""
 
     cell: str = "lstm"
     B: int = 3
@@ -34,6 +34,8 @@ class Case:
     reverse: bool = False
     lengths: Optional[Sequence[int]] = None
     resets: float = 0.0  # probability of a reset at each (t, b) (fixed seed; row 0 always resets at t = 1); 0: none
+    zoneout: float = 0.0  # probability of keeping each unit's state (fixed seed; 0/1 masks, and p itself at
+                          # t = 1 as in eval); 0: no zoneout
 
     @property
     def kind(self) -> CellKind:
@@ -52,6 +54,8 @@ class Case:
             parts.append("nobias")
         if self.resets:
             parts.append(f"rst{self.resets:g}")
+        if self.zoneout:
+            parts.append(f"zo{self.zoneout:g}")
         return "-".join(parts)
 
 
@@ -62,6 +66,18 @@ def resets_of(case: Case, device="cpu") -> Optional[torch.Tensor]:
     r = torch.rand(case.T, case.B, generator=torch.Generator().manual_seed(7)) < case.resets
     r[min(1, case.T - 1), 0] = True
     return r.to(device)
+
+
+def zoneout_of(case: Case, dtype=torch.float64, device="cpu") -> Optional[torch.Tensor]:
+    """[S, T, B, H] keep-masks of a case in the cell dtype of `dtype` (S = 2 with a cell state: h, c; its own
+    generator), or None: 0/1 masks drawn with probability case.zoneout (training), and the fraction p at t = 1 (eval)."""
+    if not case.zoneout:
+        return None
+    S = 2 if case.kind.has_cell_state else 1
+    g = torch.Generator().manual_seed(8)
+    m = (torch.rand(S, case.T, case.B, case.H, generator=g) < case.zoneout).to(torch.float64)
+    m[:, min(1, case.T - 1)] = case.zoneout
+    return m.to(device=device, dtype=cell_state_dtype(dtype))
 
 
 def make_inputs(case: Case, dtype=torch.float64, device="cpu", requires_grad=True, seed=0) -> LayerInputs:
@@ -87,6 +103,7 @@ def make_inputs(case: Case, dtype=torch.float64, device="cpu", requires_grad=Tru
         lengths=torch.tensor(case.lengths, dtype=torch.int64) if case.lengths is not None else None,
         reverse=case.reverse,
         resets=resets_of(case, device),
+        zoneout=zoneout_of(case, dtype, device),
     )
 
 

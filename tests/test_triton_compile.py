@@ -30,11 +30,12 @@ def test_every_kernel_compiles_for_sm90_within_shared_memory(compiled):
 
     SM90_SHARED_LIMIT = shared_limit(90)
 
-    print(f"\n{'kernel':28} {'cell':8} {'dtype':5} {'config':7} {'proj':5} {'resets':6} {'regs':>4} "
+    print(f"\n{'kernel':28} {'cell':8} {'dtype':5} {'config':7} {'proj':5} {'resets':6} {'zoneout':7} {'regs':>4} "
           f"{'spill st/ld':>11} {'smem':>6}")
     for r in compiled:
         print(f"{r['kernel']:28} {r['cell']:8} {r['dtype']:5} {r['config']:7} {str(r['proj']):5} {str(r['resets']):6} "
-              f"{r['registers']:>4} {r['spill_stores']:>5}/{r['spill_loads']:<5} {r['shared']:>6}")
+              f"{str(r['zoneout']):7} {r['registers']:>4} {r['spill_stores']:>5}/{r['spill_loads']:<5} "
+              f"{r['shared']:>6}")
     failed = [(r["kernel"], r["cell"], r["dtype"], r["config"], r["error"][-500:]) for r in compiled if not r["ok"]]
     assert not failed, failed
     too_big = [(r["kernel"], r["cell"], r["dtype"], r["config"], r["shared"]) for r in compiled
@@ -45,6 +46,9 @@ def test_every_kernel_compiles_for_sm90_within_shared_memory(compiled):
                        "backward_persistent_kernel"}
     assert {r["dtype"] for r in compiled} == {"fp32", "bf16", "fp16", "fp64"}
     assert {r["kernel"] for r in compiled if r["resets"]} == kernels  # every kernel's HAS_RESETS variant
+    for cell in ("lstm", "gru"):  # every kernel's HAS_ZONEOUT variant for the cells that take zoneout
+        assert {r["kernel"] for r in compiled if r["zoneout"] and r["cell"] == cell} == kernels, cell
+    assert any(r["zoneout"] and r["resets"] for r in compiled)
     assert all(r["registers"] > 0 for r in compiled), "ptxas -v gave no register count"
 
 

@@ -1,6 +1,8 @@
 """Zoneout (Krueger et al. 2017) on FusedLSTM/FusedGRU: the modules against a naive loop of nn.LSTMCell/nn.GRUCell
 written here (masks reproduced from the same generator state), gradcheck of the ops with fixed masks, eval-mode
-determinism, composition with PackedSequence, resets and bidirectional stacks, and the errors."""
+determinism, composition with PackedSequence, resets and bidirectional stacks, and the errors. The Triton ops run
+zoneout in their kernels, on both paths (per-step and persistent; in the interpreter without a GPU): they are
+compared with the C++ op and the reference, outputs and every gradient, and gradchecked."""
 from __future__ import annotations
 
 import pytest
@@ -10,8 +12,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnfused import FusedGRU, FusedLSTM, FusedRNN
 from rnnfused import functional as RF
+from rnnfused._inputs import forward_args
+from rnnfused._op_family import op_for
 
-from helpers import backend_params, raised
+from helpers import (Case, assert_close_all, backend_params, make_inputs, outputs_and_grads, raised, random_like,
+                     run_backend, tensor_fields)
 
 T, B, I, H = 6, 3, 4, 5
 FUSED = {"lstm": FusedLSTM, "gru": FusedGRU}
@@ -110,7 +115,7 @@ def grads_of(outputs, leaves):
     return torch.autograd.grad(loss, leaves)
 
 
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "triton"))
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_matches_naive_loop_with_drawn_masks(cell, backend, device):
     kwargs = dict(zoneout_hidden=0.3, zoneout_cell=0.6) if cell == "lstm" else dict(zoneout=0.4)
@@ -127,7 +132,7 @@ def test_training_matches_naive_loop_with_drawn_masks(cell, backend, device):
         torch.testing.assert_close(a, e, atol=1e-11, rtol=1e-11)
 
 
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "triton"))
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_eval_is_deterministic_and_uses_p(cell, backend, device):
     fused = make(cell, backend, bidirectional=True, zoneout=0.25).eval()
@@ -259,3 +264,78 @@ def test_zoneout_takes_the_stepwise_cpu_path():
     with rnnfused._cpu._forced(path="fused"):
         exc = raised(lambda: fused(x))
     assert isinstance(exc, RuntimeError) and "does not run zoneout" in str(exc)
+
+
+# ----------------------------------------------------------------------------------------- Triton kernels
+TRITON = backend_params("triton")[0]
+PATHS = ("stepwise", "persistent")
+
+
+def triton_param(*values, id):
+    return pytest.param(*values, marks=TRITON.marks, id=id)
+
+
+def assert_triton_zoneout_matches(case: Case):
+    """The Triton op (on the path RNNFUSED_PATH selects) with the case's fixed masks against the C++ op (the
+    step-wise driver) and the reference: outputs and the gradients of every input (random upstream), float64."""
+    kind = case.kind
+    x_cpu = make_inputs(case)
+    upstream = random_like(run_backend(kind, x_cpu, "reference"), seed=2)
+    expected = {b: outputs_and_grads(kind, make_inputs(case), b, upstream) for b in ("cpu", "reference")}
+    got_outs, got_grads = outputs_and_grads(kind, make_inputs(case, device=TRITON.values[1]), "triton",
+                                            [u.to(TRITON.values[1]) for u in upstream])
+    names = [n for n, _ in tensor_fields(x_cpu)]
+    for backend, (outs, grads) in expected.items():
+        assert_close_all([o.cpu() for o in got_outs], outs, [f"{backend}: output", "h_n", "c_n"], 1e-12, 1e-12)
+        assert_close_all([g.cpu() for g in got_grads], grads, [f"{backend}: grad {n}" for n in names], 1e-12, 1e-12)
+
+
+# Each path × cell × direction with lengths (padded steps: the mask must not touch them) and with resets (zoneout
+# mixes with the state the segment starts from).
+TRITON_ZONEOUT_CASES = [
+    triton_param(path, Case(cell, B=3, T=5, I=3, H=4, reverse=reverse, zoneout=0.5, **feature),
+                 id=f"{path}-{cell}-{'rev' if reverse else 'fwd'}-{name}")
+    for path in PATHS for cell in ("lstm", "gru") for reverse in (False, True)
+    for name, feature in (("lengths", dict(lengths=(5, 2, 4))), ("resets", dict(resets=0.4)))]
+
+
+@pytest.mark.parametrize("path,case", TRITON_ZONEOUT_CASES)
+def test_triton_ops_with_zoneout_match_cpu_and_reference(path, case, monkeypatch):
+    monkeypatch.setenv("RNNFUSED_PATH", path)
+    assert_triton_zoneout_matches(case)
+
+
+@pytest.mark.parametrize("path,case", [
+    triton_param("persistent", Case("lstm", B=17, T=3, I=3, H=37, reverse=True, resets=0.3, zoneout=0.5),
+                 id="persistent-lstm-rev-resets"),
+    triton_param("stepwise", Case("gru", B=17, T=3, I=3, H=37, lengths=(3, 1, 2) * 5 + (2, 3), zoneout=0.5),
+                 id="stepwise-gru-fwd-lengths")])
+def test_triton_zoneout_across_tiles(path, case, monkeypatch):
+    """B=17, H=37: two row tiles × two unit tiles (and two K chunks) in the interpreter's configs, so every tile must
+    read its own rows and units of the masks (partial tiles included)."""
+    monkeypatch.setenv("RNNFUSED_PATH", path)
+    assert_triton_zoneout_matches(case)
+
+
+@pytest.mark.parametrize("path,cell", [triton_param(p, c, id=f"{p}-{c}") for p in PATHS for c in ("lstm", "gru")])
+def test_gradcheck_triton_ops_with_zoneout(path, cell, monkeypatch):
+    """float64 gradcheck through the Triton ops with fixed masks (0/1 and fractional), reverse with lengths, on each
+    path. fast_mode: vᵀJu for random u, v (any wrong Jacobian entry fails w.p. 1) at a fraction of the interpreted
+    launches of the full Jacobian."""
+    monkeypatch.setenv("RNNFUSED_PATH", path)
+    case = Case(cell, B=2, T=4, I=2, H=3, reverse=True, lengths=(4, 3), zoneout=0.5)
+    x = make_inputs(case, device=TRITON.values[1])
+    names = [n for n, _ in tensor_fields(x)]
+    fn = lambda *t: run_backend(case.kind, x._replace(**dict(zip(names, t))), "triton")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, tuple(t for _, t in tensor_fields(x)), atol=1e-7, fast_mode=True,
+                                    check_undefined_grad=False)
+
+
+@pytest.mark.parametrize("path", [triton_param("stepwise", id="stepwise")])
+def test_opcheck_triton_op_with_zoneout(path, monkeypatch):
+    """Schema, fake and autograd registration of the Triton op with masks: the opaque recurrence ops take them
+    (under tracing either path is the same node, whose `path` argument is a string: one path is checked)."""
+    monkeypatch.setenv("RNNFUSED_PATH", path)
+    case = Case("lstm", B=2, T=3, I=2, H=3, lengths=(3, 2), zoneout=0.5)
+    x = make_inputs(case, device=TRITON.values[1])
+    torch.library.opcheck(op_for(case.kind, "_triton"), forward_args(case.kind, x))

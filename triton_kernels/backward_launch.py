@@ -31,22 +31,24 @@ class BackwardResult(NamedTuple):
 def backward_recurrence(kind: CellKind, choice: PathChoice, grad_output: Tensor, grad_h_n: Tensor,
                         grad_c_n: Optional[Tensor], c0: Optional[Tensor], w_hh: Tensor, w_hr: Optional[Tensor],
                         lengths: Optional[Tensor], reverse: bool, output: Tensor, saved: Tensor, cells: Tensor,
-                        h_prev_seq: Tensor, starts: Optional[Tensor] = None,
+                        h_prev_seq: Tensor, starts: Optional[Tensor] = None, zoneout: Optional[Tensor] = None,
                         cfg: Optional[KernelConfig] = None) -> BackwardResult:
     """grad_output/output/h_prev_seq [T, B, K]; grad_h_n [B, K]; grad_c_n, c0 [B, H]; saved [T, B, S·H];
     cells [T, B, H] (cell dtype); lengths [B] int64 on the tensors' device; starts [T, B] bool (layer.reset_starts)
-    or None (h_prev_seq then has h0 at those steps: layer.previous_states)."""
+    or None (h_prev_seq then has h0 at those steps: layer.previous_states); zoneout [S, T, B, H] contiguous
+    keep-masks in the cell dtype (never with w_hr) or None (cells then hold the zoned-out c_t)."""
     with device_guard(output.device):
         return _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse,
-                                    output, saved, cells, h_prev_seq, starts, cfg)
+                                    output, saved, cells, h_prev_seq, starts, zoneout, cfg)
 
 
 def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, reverse, output,
-                         saved, cells, h_prev_seq, starts, cfg) -> BackwardResult:
+                         saved, cells, h_prev_seq, starts, zoneout, cfg) -> BackwardResult:
     T, B, K = output.shape
     GH = w_hh.shape[0]
     H = GH // kind.gates
     proj = w_hr is not None
+    assert not (proj and zoneout is not None), "zoneout is never combined with a projection (_validation.py)"
     lstm = kind.has_cell_state
     split = kind.split_recurrent_grad
     if cfg is None:
@@ -73,8 +75,8 @@ def _backward_recurrence(kind, choice, grad_output, grad_h_n, grad_c_n, c0, w_hh
             gcn if lstm else ph, dc_buf if lstm else ph, grad_c0 if lstm else ph,
             saved if kind.saved_per_unit else ph, c0c if lstm else ph, cells if lstm else ph, h_prev_seq, output,
             ph if lengths is None else lengths, starts if resets else ph, h0_acc if resets else ph,
-            c0_acc if c0_acc is not None else ph)
-    meta = cell_meta(kind, cfg, output.dtype, reverse, lengths is not None, resets)
+            c0_acc if c0_acc is not None else ph, ph if zoneout is None else zoneout)
+    meta = cell_meta(kind, cfg, output.dtype, reverse, lengths is not None, resets, zoneout is not None)
     meta.update(FROM_DR=proj, SPLIT=split)
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":

@@ -35,13 +35,20 @@ def tanh(x):
 
 # ------------------------------------------------------------------------------------------------------ forward
 @triton.jit
+def lstm_candidate_cell(i, f, g, c_prev):
+    """c' = σf·c_prev + σi·tanh g from the activations: the forward's new cell state, and what the backward of
+    zoneout recomputes from the saved ones (the forward keeps only the zoned-out c_t; driver.h lstm_candidate_cells)."""
+    return f * c_prev + i * g
+
+
+@triton.jit
 def lstm_forward(x0, x1, x2, x3, g0, g1, g2, g3, c_prev):
     """-> (out = σ(o)·tanh(c'), c', σi, σf, tanh g, σo)"""
     i = sigmoid(x0 + g0)
     f = sigmoid(x1 + g1)
     g = tanh(x2 + g2)
     o = sigmoid(x3 + g3)
-    c_new = f * c_prev + i * g
+    c_new = lstm_candidate_cell(i, f, g, c_prev)
     return o * tanh(c_new), c_new, i, f, g, o
 
 

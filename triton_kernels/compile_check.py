@@ -40,6 +40,7 @@ class Case:
     config: str
     proj: bool = False  # backward kernels with FROM_DR (LSTM projection, per-step path)
     resets: bool = False  # HAS_RESETS: in-sequence resets (triton_kernels/resets.py)
+    zoneout: bool = False  # HAS_ZONEOUT: zoneout keep-masks (triton_kernels/zoneout.py)
     arch: int = 90
 
 
@@ -59,7 +60,8 @@ class Result:
 def cases(full: bool, arch: int = 90) -> List[Case]:
     """CI: every kernel for LSTM, GRU, RNN-tanh in fp32/bf16/fp16 on the small config; the large config and float64
     (the GPU gradcheck path) for LSTM and GRU; RNN-relu in bf16; the projection variant; every kernel with resets
-    for LSTM and GRU in bf16 (and the projection's backward). --full: every combination."""
+    for LSTM and GRU in bf16 (and the projection's backward); every kernel with zoneout for LSTM and GRU in bf16 and
+    fp64 (the GPU gradcheck path), and with zoneout and resets together for LSTM. --full: every combination."""
     out = []
     for kernel in KERNELS:
         for cell in CELL_KINDS:
@@ -76,6 +78,11 @@ def cases(full: bool, arch: int = 90) -> List[Case]:
     out += [Case(kernel, cell, "bf16", "small", resets=True, arch=arch) for kernel in KERNELS
             for cell in (CELL_KINDS if full else ("lstm", "gru"))]
     out += [Case("backward_step_kernel", "lstm", "bf16", "small", proj=True, resets=True, arch=arch)]
+    # Zoneout: LSTM and GRU only, never with a projection (_validation.check_zoneout).
+    out += [Case(kernel, cell, dtype, config, zoneout=True, resets=resets, arch=arch) for kernel in KERNELS
+            for cell in ("lstm", "gru") for dtype in (DTYPES if full else ("bf16", "fp64"))
+            for config in (CONFIGS if full else ("small",)) for resets in (False, True)
+            if full or not resets or (cell == "lstm" and dtype == "bf16")]
     return out
 
 
@@ -94,13 +101,15 @@ def _compile(case: Case) -> Result:
     cell_ptr = "*fp64" if case.dtype == "fp64" else "*fp32"  # c and dc are float32 for 16-bit and fp32 storage
     forward = case.kernel.startswith("forward")
     # Resets are never combined with lengths (the ops refuse it).
-    const = dict(CELL=cell_id, G=G, S=S, HAS_LENGTHS=not case.resets, HAS_RESETS=case.resets, REVERSE=False,
-                 BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, PRECISION="ieee")
+    const = dict(CELL=cell_id, G=G, S=S, HAS_LENGTHS=not case.resets, HAS_RESETS=case.resets,
+                 HAS_ZONEOUT=case.zoneout, REVERSE=False, BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k,
+                 PRECISION="ieee")
     if forward:
         const.update(HAS_BIAS=True, WRITE_STATE=not case.proj)
     else:
         const.update(FROM_DR=case.proj, SPLIT=CELL_KINDS[case.cell].split_recurrent_grad)
-    cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr", "h0_acc_ptr", "c0_acc_ptr"}
+    cell_state_args = {"c0_ptr", "cells_ptr", "grad_c_n_ptr", "dc_buf_ptr", "grad_c0_ptr", "h0_acc_ptr", "c0_acc_ptr",
+                       "zoneout_ptr"}
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in const:
@@ -200,7 +209,7 @@ def table(results: List[Result]) -> str:
     for r in results:
         c = r.case
         cfg = ("x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}" + (" dr" if c.proj else "")
-               + (" rs" if c.resets else ""))
+               + (" rs" if c.resets else "") + (" zo" if c.zoneout else ""))
         lines.append(f"{c.kernel:28} {c.cell:8} {c.dtype:5} {cfg:16} {r.registers:>4} "
                      f"{f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared:>7}  {'yes' if r.ok else 'NO ' + r.error[:200]}")
     return "\n".join(lines)

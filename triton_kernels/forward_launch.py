@@ -29,18 +29,22 @@ class ForwardResult(NamedTuple):
 
 def forward_recurrence(kind: CellKind, choice: PathChoice, xg: Tensor, h0: Tensor, c0: Optional[Tensor],
                        w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Optional[Tensor],
-                       reverse: bool, starts: Optional[Tensor] = None,
+                       reverse: bool, starts: Optional[Tensor] = None, zoneout: Optional[Tensor] = None,
                        cfg: Optional[KernelConfig] = None) -> ForwardResult:
     """xg: [T, B, G·H] = x W_ihᵀ + b_ih; h0 [B, K]; c0 [B, H]; w_hh [G·H, K]; lengths [B] int64 on xg's device;
-    starts [T, B] bool on xg's device (layer.reset_starts: the steps that start from h0/c0), or None."""
+    starts [T, B] bool on xg's device (layer.reset_starts: the steps that start from h0/c0), or None; zoneout
+    [S, T, B, H] contiguous keep-masks in the cell dtype (never with w_hr), or None."""
     with device_guard(xg.device):
-        return _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, cfg)
+        return _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, zoneout,
+                                   cfg)
 
 
-def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, cfg) -> ForwardResult:
+def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, starts, zoneout,
+                        cfg) -> ForwardResult:
     T, B, GH = xg.shape
     H, K = GH // kind.gates, w_hh.shape[1]
     proj = w_hr is not None
+    assert not (proj and zoneout is not None), "zoneout is never combined with a projection (_validation.py)"
     if cfg is None:
         cfg = lookup_config("forward", choice, kind, xg, B, H, K,
                             lambda c: _time_probe(kind, choice, c, B, H, K, xg.dtype, xg.device, proj))
@@ -55,8 +59,8 @@ def _forward_recurrence(kind, choice, xg, h0, c0, w_hh, b_hh, w_hr, lengths, rev
     # Unused pointer arguments get a placeholder tensor (never dereferenced: the flags compile their uses away).
     ptrs = (xg, xg if b_hh is None else b_hh, w_hh, h0, h_buf, h_n, c0c if lstm else xg, cells if lstm else xg,
             cell_out, saved if kind.saved_per_unit else xg, xg if lengths is None else lengths,
-            xg if starts is None else starts)
-    meta = cell_meta(kind, cfg, xg.dtype, reverse, lengths is not None, starts is not None)
+            xg if starts is None else starts, xg if zoneout is None else zoneout)
+    meta = cell_meta(kind, cfg, xg.dtype, reverse, lengths is not None, starts is not None, zoneout is not None)
     meta.update(HAS_BIAS=b_hh is not None, WRITE_STATE=not proj)
     tiles = num_tiles(B, H, cfg.block_b, cfg.block_h)
     if choice.path == "persistent":

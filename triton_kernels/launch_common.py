@@ -42,10 +42,10 @@ def dot_precision(dtype: torch.dtype) -> str:
 
 
 def cell_meta(kind: CellKind, cfg: KernelConfig, dtype: torch.dtype, reverse: bool, has_lengths: bool,
-              has_resets: bool) -> dict:
+              has_resets: bool, has_zoneout: bool) -> dict:
     """Compile-time arguments common to every recurrence kernel, plus the launch options."""
     return dict(CELL=CELL_IDS[kind.name], G=kind.gates, S=kind.saved_per_unit, HAS_LENGTHS=has_lengths,
-                HAS_RESETS=has_resets, REVERSE=bool(reverse), BLOCK_B=cfg.block_b, BLOCK_H=cfg.block_h,
+                HAS_RESETS=has_resets, HAS_ZONEOUT=has_zoneout, REVERSE=bool(reverse), BLOCK_B=cfg.block_b, BLOCK_H=cfg.block_h,
                 BLOCK_K=cfg.block_k, PRECISION=dot_precision(dtype), num_warps=cfg.num_warps,
                 num_stages=cfg.num_stages)
 

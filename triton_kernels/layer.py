@@ -28,11 +28,9 @@ def _checked(op: str, kind: CellKind, x: LayerInputs) -> LayerInputs:
     except ValueError as exc:
         raise RuntimeError(f"{op}: {exc}") from None
     check_op_lengths(op, x.lengths, x.input.shape[1], x.input.shape[0], x.input.device)
-    if x.zoneout is not None:
-        raise RuntimeError(f"{op}: zoneout is not implemented by the Triton kernels yet")
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
     return x._replace(input=c(x.input), h0=c(x.h0), c0=c(x.c0), w_ih=c(x.w_ih), w_hh=c(x.w_hh), b_ih=c(x.b_ih),
-                      b_hh=c(x.b_hh), w_hr=c(x.w_hr))
+                      b_hh=c(x.b_hh), w_hr=c(x.w_hr), zoneout=c(x.zoneout))
 
 
 def reset_starts(resets: Optional[Tensor], reverse: bool) -> Optional[Tensor]:
@@ -69,7 +67,8 @@ def layer_forward(kind: CellKind, x: LayerInputs) -> tuple:
     starts = reset_starts(x.resets, x.reverse)                             # [T, B] bool, or None
     choice = choose_path(x.w_hr is not None, interpreted())
     r = ForwardResult(*torch.ops.rnnfused._triton_forward_recurrence(choice.path, kind.name, xg, x.h0, x.c0, x.w_hh,
-                                                                      x.b_hh, x.w_hr, lengths, starts, x.reverse))
+                                                                      x.b_hh, x.w_hr, lengths, starts, x.reverse,
+                                                                      x.zoneout))
     saved, cells = r.saved, r.cells
     if not x.train:
         # Inference: the schema returns nothing for backward (the kernels have no inference variant: they wrote it).
@@ -108,7 +107,7 @@ def layer_backward(kind: CellKind, grad_output: Tensor, grad_h_n: Tensor, grad_c
     choice = choose_path(x.w_hr is not None, interpreted())
     r = BackwardResult(*torch.ops.rnnfused._triton_backward_recurrence(
         choice.path, kind.name, grad_output, grad_h_n, grad_c_n, x.c0, x.w_hh, x.w_hr, lengths, starts, x.reverse,
-        output, saved, cells, h_prev_seq))
+        output, saved, cells, h_prev_seq, x.zoneout))
     dgx = r.dgx.view(T * B, GH)                                          # [T·B, G·H]
     dgh_seq = r.dgh if kind.split_recurrent_grad else r.dgx                     # [T, B, G·H]
     dgh = dgh_seq.view(T * B, GH)

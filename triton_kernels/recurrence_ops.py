@@ -6,7 +6,7 @@ with a fake function it is one graph node for any T, so a compiled graph runs ev
 path is one launch, but it must be cooperative, which Inductor's wrap_triton path would drop
 (launch_common.PERSISTENT_LAUNCH_OPTIONS); inside the op it launches exactly as in eager. `path` is "stepwise" or
 "persistent" (dispatch.choose_path decides, outside the op). `starts` is [T, B] bool (layer.reset_starts: the steps
-that start from h0/c0 because of a reset) or None.
+that start from h0/c0 because of a reset) or None; `zoneout` is [S, T, B, H] keep-masks in the cell dtype or None.
 """
 from __future__ import annotations
 
@@ -32,14 +32,15 @@ def _choice(path: str) -> PathChoice:
 @torch.library.custom_op("rnnfused::_triton_forward_recurrence", mutates_args=())
 def forward_recurrence_op(path: str, cell: str, xg: Tensor, h0: Tensor, c0: Optional[Tensor], w_hh: Tensor,
                           b_hh: Optional[Tensor], w_hr: Optional[Tensor], lengths: Optional[Tensor],
-                          starts: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                          starts: Optional[Tensor], reverse: bool,
+                          zoneout: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """-> output [T, B, K], h_n [B, K], cells [T, B, H] (LSTM, else [0, B, H]), saved [T, B, S·H]."""
     return tuple(forward_recurrence(CELL_KINDS[cell], _choice(path), xg, h0, c0, w_hh, b_hh, w_hr, lengths,
-                                    reverse, starts))
+                                    reverse, starts, zoneout))
 
 
 @forward_recurrence_op.register_fake
-def _(path, cell, xg, h0, c0, w_hh, b_hh, w_hr, lengths, starts, reverse):
+def _(path, cell, xg, h0, c0, w_hh, b_hh, w_hr, lengths, starts, reverse, zoneout):
     kind = CELL_KINDS[cell]
     T, B, GH = xg.shape
     H, K = GH // kind.gates, w_hh.shape[1]
@@ -51,16 +52,18 @@ def _(path, cell, xg, h0, c0, w_hh, b_hh, w_hr, lengths, starts, reverse):
 def backward_recurrence_op(path: str, cell: str, grad_output: Tensor, grad_h_n: Tensor, grad_c_n: Optional[Tensor],
                            c0: Optional[Tensor], w_hh: Tensor, w_hr: Optional[Tensor], lengths: Optional[Tensor],
                            starts: Optional[Tensor], reverse: bool, output: Tensor, saved: Tensor, cells: Tensor,
-                           h_prev_seq: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                           h_prev_seq: Tensor,
+                           zoneout: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """-> dgx [T, B, G·H], dgh (GRU, else [0]), grad_h_last [B, K] (with what reached h0 at segment starts),
     grad_c0 (LSTM, cell dtype), dh_seq (proj)."""
     return tuple(backward_recurrence(CELL_KINDS[cell], _choice(path), grad_output, grad_h_n, grad_c_n, c0,
-                                     w_hh, w_hr, lengths, reverse, output, saved, cells, h_prev_seq, starts))
+                                     w_hh, w_hr, lengths, reverse, output, saved, cells, h_prev_seq, starts,
+                                     zoneout))
 
 
 @backward_recurrence_op.register_fake
 def _(path, cell, grad_output, grad_h_n, grad_c_n, c0, w_hh, w_hr, lengths, starts, reverse, output, saved, cells,
-      h_prev_seq):
+      h_prev_seq, zoneout):
     kind = CELL_KINDS[cell]
     T, B, K = output.shape
     GH = w_hh.shape[0]

@@ -8,6 +8,7 @@ per-step slices of the sequence buffers (64-bit offsets: T·B·G·H may pass 2^3
   backward step s (run for s = T-1 … 0) reads the state gradients from grad_h_n/grad_c_n (s = T-1) or
            slot (s+1) % 2 and writes slot s % 2, or the final buffers at s = 0
   resets   starts[t] ([T, B] bool, HAS_RESETS) marks the rows whose step t starts from h0/c0 instead (resets.py)
+  zoneout  zoneout[0, t] / zoneout[1, t] ([S, T, B, H], HAS_ZONEOUT) are step t's keep-masks of h / c (zoneout.py)
 
 A program runs the tiles first_tile, first_tile + tile_stride, … of the n_b × n_h tile grid: one tile in the
 per-step kernel (grid = all tiles), several in the persistent kernel (grid ≤ SM count, or one program).
@@ -39,6 +40,13 @@ def _step_indices(s, T, B, H, K, REVERSE: tl.constexpr):
 
 
 @triton.jit
+def _keep_masks(zoneout_ptr, t64, T, BH):
+    """zoneout_ptr: [S, T, B, H]. -> step t's [B, H] keep-masks of h (state 0) and c (state 1, LSTM only)."""
+    keep_h = zoneout_ptr + t64 * BH
+    return keep_h, keep_h + tl.cast(T, tl.int64) * BH
+
+
+@triton.jit
 def forward_step(
     s, T, first_tile, tile_stride,
     xg_ptr,       # [T, B, G·H]
@@ -53,14 +61,16 @@ def forward_step(
     saved_ptr,    # [T, B, S·H]
     lengths_ptr,  # [B]
     starts_ptr,   # [T, B] bool  (HAS_RESETS)
+    zoneout_ptr,  # [S, T, B, H] keep-masks (HAS_ZONEOUT, cell dtype)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    HAS_RESETS: tl.constexpr, WRITE_STATE: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_RESETS: tl.constexpr, HAS_ZONEOUT: tl.constexpr, WRITE_STATE: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
+    keep_h, keep_c = _keep_masks(zoneout_ptr, t64, T, BH)
     if s == 0:
         h_src = h0_ptr
         c_src = c0_ptr
@@ -76,8 +86,8 @@ def forward_step(
     for tile in range(first_tile, n_tiles, tile_stride):
         forward_tile(t, tile // n_h, tile % n_h, xg_ptr + t64 * BH * G, b_hh_ptr, w_hh_ptr, h_src, h_dst, c_src,
                      cells_ptr + t64 * BH, out_ptr + t64 * BH, saved_ptr + t64 * BH * S, lengths_ptr, h0_ptr,
-                     c0_ptr, starts_ptr + t64 * B, B, H, K, CELL, G, S, HAS_BIAS, HAS_LENGTHS, HAS_RESETS,
-                     WRITE_STATE, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
+                     c0_ptr, starts_ptr + t64 * B, keep_h, keep_c, B, H, K, CELL, G, S, HAS_BIAS, HAS_LENGTHS,
+                     HAS_RESETS, HAS_ZONEOUT, WRITE_STATE, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
 
 
 @triton.jit
@@ -103,15 +113,17 @@ def backward_step(
     starts_ptr,        # [T, B] bool  (HAS_RESETS)
     h0_acc_ptr,        # [B, K]     the gradient reaching h0 at segment starts (cell dtype, zero-initialised)
     c0_acc_ptr,        # [B, H]     ... reaching c0 (LSTM)
+    zoneout_ptr,       # [S, T, B, H] keep-masks (HAS_ZONEOUT, cell dtype)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr,
-    FROM_DR: tl.constexpr, SPLIT: tl.constexpr, REVERSE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_ZONEOUT: tl.constexpr, FROM_DR: tl.constexpr, SPLIT: tl.constexpr, REVERSE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
     ACC: tl.constexpr = accumulator_dtype(w_hh_ptr.dtype.element_ty)
     # t_next: the step processed after t in the forward sweep, the one before it here.
     t, t_prev, t_next, BK, BH = _step_indices(s, T, B, H, K, REVERSE)
     t64 = t.to(tl.int64)
+    keep_h, keep_c = _keep_masks(zoneout_ptr, t64, T, BH)
     has_next = s < T - 1
     if s == T - 1:
         carry_src = grad_h_n_ptr
@@ -138,5 +150,5 @@ def backward_step(
                       grad_out_ptr + t64 * BK, dr_ptr, dc_src, dc_dst, saved_ptr + t64 * BH * S,
                       cells_ptr + t64 * BH, c_prev, h_prev_seq_ptr + t64 * BK, output_ptr + t64 * BK,
                       dgx_ptr + t64 * BH * G, dgh_ptr + t64 * BH * G, lengths_ptr, c0_ptr, starts_ptr + t64 * B,
-                      starts_next, h0_acc_ptr, c0_acc_ptr, B, H, K, CELL, G, S, HAS_LENGTHS, HAS_RESETS, FROM_DR,
-                      SPLIT, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)
+                      starts_next, h0_acc_ptr, c0_acc_ptr, keep_h, keep_c, B, H, K, CELL, G, S, HAS_LENGTHS,
+                      HAS_RESETS, HAS_ZONEOUT, FROM_DR, SPLIT, BLOCK_B, BLOCK_H, BLOCK_K, ACC, PRECISION)

@@ -6,7 +6,8 @@ csrc/cpu/pointwise_cpu.h): a row is active at step t iff t < lengths[b]; inactiv
 saved activations, carry c (and h) unchanged, and pass their state gradient through. With resets (HAS_RESETS), a
 row whose step starts a segment reads h0/c0 as its previous state; in backward, the gradient of the state entering
 such a step goes to the h0/c0 accumulators instead of the step before it (moved by that step's tile, where the sum
-carry + dgates W_hh is formed; resets.py).
+carry + dgates W_hh is formed; resets.py). With zoneout (HAS_ZONEOUT), the state a step leaves is its candidate mixed
+with the state it started from, and the state gradients split between the two (zoneout.py).
 
 Pointers here are per-step slices (the step helpers in steps.py select them); sizes: B rows, H units per gate,
 G gates, S saved values per unit, K = width of h (H, or proj_size with a projection).
@@ -14,9 +15,10 @@ G gates, S saved values per unit, K = width of h (H, or proj_size with a project
 import triton
 import triton.language as tl
 
-from .cell_math import GRU, LSTM, RNN_RELU, RNN_TANH, cell_backward, cell_forward
+from .cell_math import GRU, LSTM, RNN_RELU, RNN_TANH, cell_backward, cell_forward, lstm_candidate_cell
 from .recurrent_dot import dgates_times_w_hh, hidden_times_w_hh_t
 from .resets import load_entering_state, move_to_initial, segment_starts
+from .zoneout import rejoin_kept_grad, split_zoneout_grad, zone_out
 
 
 @triton.jit
@@ -82,10 +84,12 @@ def forward_tile(
     h0_ptr,       # [B, K]     the initial state, read instead of h_{t-1} on rows that start a segment (HAS_RESETS)
     c0_ptr,       # [B, H]     ... and instead of c_{t-1} (LSTM, cell dtype)
     starts_ptr,   # [B] bool   starts[t]: rows whose step t starts a segment (HAS_RESETS)
+    keep_h_ptr,   # [B, H]     zoneout keep-mask of h at step t (HAS_ZONEOUT; cell dtype; then WRITE_STATE)
+    keep_c_ptr,   # [B, H]     ... of c (LSTM)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    HAS_RESETS: tl.constexpr, WRITE_STATE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_RESETS: tl.constexpr, HAS_ZONEOUT: tl.constexpr, WRITE_STATE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     fresh = segment_starts(starts_ptr, rows64, row_ok, HAS_RESETS)  # [BLOCK_B]
@@ -114,6 +118,11 @@ def forward_tile(
         h_prev = tl.zeros([BLOCK_B, BLOCK_H], dtype=ACC)
 
     out, c_new, s0, s1, s2, s3 = cell_forward(CELL, x0, x1, x2, x3, g0, g1, g2, g3, c_prev, h_prev)
+    # Zoneout mixes the candidates with the entering state; the output is the zoned-out h (out was computed from the
+    # candidate c, as the cell's equations say).
+    out = zone_out(out, h_prev, keep_h_ptr, state_off, mask, HAS_ZONEOUT)
+    if CELL == LSTM:
+        c_new = zone_out(c_new, c_prev, keep_c_ptr, state_off, mask, HAS_ZONEOUT)
 
     active = _active_rows(t, rows64, row_ok, lengths_ptr, HAS_LENGTHS)
     tl.store(out_ptr + state_off, tl.where(active, out, 0.0).to(out_ptr.dtype.element_ty), mask=mask)
@@ -155,10 +164,12 @@ def backward_tile(
     starts_next_ptr,  # [B] bool starts[t_next]: rows whose next step started a segment (has_next)
     h0_acc_ptr,     # [B, K]     gradient reaching h0 at segment starts (cell dtype; not FROM_DR: the host does it)
     c0_acc_ptr,     # [B, H]     gradient reaching c0 at segment starts (LSTM)
+    keep_h_ptr,     # [B, H]     zoneout keep-mask of h at step t (HAS_ZONEOUT; cell dtype; never FROM_DR)
+    keep_c_ptr,     # [B, H]     ... of c (LSTM)
     B, H, K,
     CELL: tl.constexpr, G: tl.constexpr, S: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr,
-    FROM_DR: tl.constexpr, SPLIT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_ZONEOUT: tl.constexpr, FROM_DR: tl.constexpr, SPLIT: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # state_off: [BLOCK_B, BLOCK_H] offsets into [B, H] states (== [B, K] ones: K == H here)
     rows64, units, row_ok, unit_ok, mask, state_off = _tile_indices(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -181,6 +192,8 @@ def backward_tile(
             rec = dgates_times_w_hh(dg_next_ptr, w_hh_ptr, rows64, row_ok, units, unit_ok, G * H, K, BLOCK_B,
                                     BLOCK_H, BLOCK_K, ACC, PRECISION)
             dout += move_to_initial(rec, h0_acc_ptr, state_off, mask, fresh_next, HAS_RESETS)
+    # dout is dL/dh_t; with zoneout, m·dout skips the cell (dh_kept) and the cell sees (1 − m)·dout.
+    dh_kept, dout_cell = split_zoneout_grad(dout, keep_h_ptr, state_off, mask, HAS_ZONEOUT)
 
     saved_row = saved_ptr + rows64[:, None] * (S * H)
     s0 = _load_block(saved_row, 0, S, H, units, mask, ACC)
@@ -191,10 +204,14 @@ def backward_tile(
     if CELL == LSTM:
         dc = tl.load(dc_src_ptr + state_off, mask=mask, other=0.0).to(ACC)
         dc = move_to_initial(dc, c0_acc_ptr, state_off, mask, fresh_next, HAS_RESETS)  # as dout, for c0
-        c = tl.load(c_ptr + state_off, mask=mask, other=0.0).to(ACC)
+        dc_kept, dc_cell = split_zoneout_grad(dc, keep_c_ptr, state_off, mask, HAS_ZONEOUT)
+        if not HAS_ZONEOUT:  # (loaded before c_prev: the code without zoneout is the one it was before zoneout)
+            c = tl.load(c_ptr + state_off, mask=mask, other=0.0).to(ACC)
         c_prev = load_entering_state(c_prev_ptr, c0_ptr, state_off, mask, fresh, HAS_RESETS, "").to(ACC)
+        if HAS_ZONEOUT:  # the cell math ran on the candidate c', not on the zoned-out c_t that cells[t] keeps
+            c = lstm_candidate_cell(s0, s1, s2, c_prev)
     else:
-        dc, c, c_prev = zero, zero, zero
+        dc, dc_kept, dc_cell, c, c_prev = zero, zero, zero, zero, zero
     if CELL == GRU:
         h_prev = tl.load(h_prev_ptr + state_off, mask=mask, other=0.0).to(ACC)
     else:
@@ -204,8 +221,8 @@ def backward_tile(
     else:
         out = zero
 
-    dx0, dx1, dx2, dx3, dh2, dc_prev, dh_direct = cell_backward(CELL, dout, dc, s0, s1, s2, s3, c, c_prev, h_prev,
-                                                                out)
+    dx0, dx1, dx2, dx3, dh2, dc_prev, dh_direct = cell_backward(CELL, dout_cell, dc_cell, s0, s1, s2, s3, c, c_prev,
+                                                                h_prev, out)
 
     dgx_row = dgx_ptr + rows64[:, None] * (G * H)
     _store_block(dgx_row, 0, G, H, units, tl.where(active, dx0, 0.0), mask)
@@ -218,8 +235,9 @@ def backward_tile(
         _store_block(dgh_row, 1, G, H, units, tl.where(active, dx1, 0.0), mask)
         _store_block(dgh_row, 2, G, H, units, tl.where(active, dh2, 0.0), mask)
     if CELL == LSTM:
+        dc_prev = rejoin_kept_grad(dc_prev, dc_kept, HAS_ZONEOUT)
         tl.store(dc_dst_ptr + state_off, tl.where(active, dc_prev, dc).to(dc_dst_ptr.dtype.element_ty), mask=mask)
     if not FROM_DR:
-        # Inactive rows: the state passed through this step untouched, and so does its gradient.
-        carry = tl.where(active, dh_direct, dout)
+        # Inactive rows: the state passed through this step untouched (zoneout included), and so does its gradient.
+        carry = tl.where(active, rejoin_kept_grad(dh_direct, dh_kept, HAS_ZONEOUT), dout)
         tl.store(carry_dst_ptr + state_off, carry.to(carry_dst_ptr.dtype.element_ty), mask=mask)
