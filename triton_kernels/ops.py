@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Callable, List, Optional
 
 import torch
-from torch import Tensor
 from torch.library import triton_op
 
 from rnnfused._cells import CELL_KINDS, CellKind
