@@ -1,5 +1,5 @@
 """Registers the Triton backend's ops: rnnfused::<cell>_triton and rnnfused::<cell>_backward_triton for every cell of
-the registry (rnnfused/_cells.py).
+the registry (rnnfused/_cells.py), and (importing layer_norm_ops.py) the LayerNorm cells' rnnfused::layernorm_*_triton.
 
 Each is a torch.library.triton_op with exactly the schema of the C++ op of the same name without the suffix
 (csrc/sequence/op_schemas.h). triton_op infers the schema from the function's signature (torch 2.13 ignores
