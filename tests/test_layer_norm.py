@@ -114,7 +114,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cell", list(MODULES))
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda", "triton"))
 def test_module_matches_naive_loop(cell, case, backend, device):
     cfg = dict(CASES[case])
     packed, with_resets = cfg.pop("packed", False), cfg.pop("resets", False)
@@ -151,7 +151,7 @@ def test_module_matches_naive_loop(cell, case, backend, device):
 
 
 @pytest.mark.parametrize("cell", list(MODULES))
-@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda"))
+@pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "cuda", "triton"))
 def test_cell_matches_naive_step(cell, backend, device):
     torch.manual_seed(1)
     m = randomize(CELL_MODULES[cell](I, H, dtype=torch.float64, backend=backend), seed=2).to(device)

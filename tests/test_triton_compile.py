@@ -43,13 +43,25 @@ def test_every_kernel_compiles_for_sm90_within_shared_memory(compiled):
     assert not too_big, too_big
     kernels = {r["kernel"] for r in compiled}
     assert kernels == {"forward_step_kernel", "backward_step_kernel", "forward_persistent_kernel",
-                       "backward_persistent_kernel"}
+                       "backward_persistent_kernel", "layer_norm_forward_step_kernel",
+                       "layer_norm_backward_step_kernel"}
     assert {r["dtype"] for r in compiled} == {"fp32", "bf16", "fp16", "fp64"}
     assert {r["kernel"] for r in compiled if r["resets"]} == kernels  # every kernel's HAS_RESETS variant
     for cell in ("lstm", "gru"):  # every kernel's HAS_ZONEOUT variant for the cells that take zoneout
         assert {r["kernel"] for r in compiled if r["zoneout"] and r["cell"] == cell} == kernels, cell
     assert any(r["zoneout"] and r["resets"] for r in compiled)
     assert all(r["registers"] > 0 for r in compiled), "ptxas -v gave no register count"
+
+
+def test_layer_norm_kernels_compile_without_spills(compiled):
+    """The LayerNorm per-step kernels (whole G·H rows per program) for LSTM and GRU in every dtype, at H = 256 and
+    1024 with the launcher's blocks: no register spills."""
+    ln = [r for r in compiled if r["kernel"].startswith("layer_norm_")]
+    assert {(r["cell"], r["dtype"]) for r in ln} == {(c, d) for c in ("lstm", "gru")
+                                                     for d in ("fp32", "bf16", "fp16", "fp64")}
+    spilled = [(r["kernel"], r["cell"], r["dtype"], r["config"], r["spill_stores"]) for r in ln
+               if r["spill_stores"] or r["spill_loads"]]
+    assert not spilled, spilled
 
 
 def test_persistent_kernels_are_cooperative_with_a_bounded_barrier_spin(compiled):

@@ -11,6 +11,9 @@
     forward_launch.py, backward_launch.py, launch_common.py   host-side launchers (device guard, cooperative launch)
     recurrence_ops.py      the recurrence of either path as an opaque custom op (one torch.compile node for any T)
     layer.py, ops.py       the op bodies and their triton_op registration (rnnfused::*_triton)
+    op_signature.py        typed signatures from which triton_op infers the ops' schemas
+    layer_norm_kernels.py  the LayerNorm LSTM/GRU step kernels (whole rows per program; the GEMM is the host's)
+    layer_norm_launch.py   their per-step loops; layer_norm_ops.py: checks, bodies, rnnfused::layernorm_*_triton
     compile_check.py       compiles every kernel for a GPU architecture (--arch, default sm_90) without a GPU
 
 Importing this package imports nothing heavy; ``rnnfused._triton.ops`` registers the ops.

@@ -28,6 +28,10 @@ from rnnfused._cells import CELL_IDS, CELL_KINDS
 SHARED_LIMIT = {80: 163 * 1024, 86: 99 * 1024, 87: 163 * 1024, 89: 99 * 1024, 90: 227 * 1024, 100: 227 * 1024,
                 120: 99 * 1024}
 KERNELS = ("forward_step_kernel", "backward_step_kernel", "forward_persistent_kernel", "backward_persistent_kernel")
+# The LayerNorm cells' per-step kernels (layer_norm_kernels.py), for LSTM and GRU; their configs are hidden sizes
+# (layer_norm_launch.block_sizes derives the blocks: whole rows per program).
+LAYER_NORM_KERNELS = ("layer_norm_forward_step_kernel", "layer_norm_backward_step_kernel")
+LAYER_NORM_CONFIGS = {"h256": 256, "h1024": 1024}
 DTYPES = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64"}
 CONFIGS = {"small": (16, 16, 64, 4, 2), "large": (64, 32, 64, 8, 2)}  # BLOCK_B, BLOCK_H, BLOCK_K, warps, stages
 
@@ -83,16 +87,61 @@ def cases(full: bool, arch: int = 90) -> List[Case]:
             for cell in ("lstm", "gru") for dtype in (DTYPES if full else ("bf16", "fp64"))
             for config in (CONFIGS if full else ("small",)) for resets in (False, True)
             if full or not resets or (cell == "lstm" and dtype == "bf16")]
+    # LayerNorm kernels: every dtype at H=256 with lengths and zoneout, bf16 at H=1024, bf16 with resets.
+    for kernel in LAYER_NORM_KERNELS:
+        for cell in ("lstm", "gru"):
+            out += [Case(kernel, cell, d, "h256", arch=arch) for d in DTYPES]
+            out += [Case(kernel, cell, "bf16", "h1024", arch=arch), Case(kernel, cell, "bf16", "h256", resets=True,
+                                                                         arch=arch)]
     return out
 
 
+_LN_CELL_DTYPE_ARGS = {"c_run_ptr", "saved_ptr", "cells_ptr", "zoneout_ptr", "dh_ptr", "dc_ptr", "h0_acc_ptr",
+                       "c0_acc_ptr", "c_prev_ptr", "ln_hh_acc_ptr", "b_hh_acc_ptr", "ln_c_acc_ptr"}
+
+
+def _layer_norm_source(case: Case):
+    """ASTSource and launch options of a LayerNorm kernel case, with the blocks the launcher would pick for
+    B = 64 rows."""
+    from triton.compiler import ASTSource
+
+    from . import layer_norm_kernels
+    from .layer_norm_launch import block_sizes
+
+    fn = getattr(layer_norm_kernels, case.kernel)
+    kind = CELL_KINDS[case.cell]
+    meta = block_sizes(kind, 64, LAYER_NORM_CONFIGS[case.config])
+    const = dict(CELL=CELL_IDS[case.cell], G=kind.gates, HAS_LENGTHS=not case.resets, HAS_RESETS=case.resets,
+                 HAS_ZONEOUT=True, BLOCK_B=meta["BLOCK_B"], BLOCK_H=meta["BLOCK_H"])
+    if case.kernel.startswith("layer_norm_forward"):
+        const.update(HAS_BIAS=not kind.has_cell_state, TRAIN=True)
+    ptr = "*" + DTYPES[case.dtype]
+    cell_ptr = "*fp64" if case.dtype == "fp64" else "*fp32"
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in const:
+            signature[name] = "constexpr"
+        elif name in ("t", "t_next", "T", "B", "H"):
+            signature[name] = "i32"
+        elif name == "lengths_ptr":
+            signature[name] = "*i64"
+        elif name == "starts_ptr":
+            signature[name] = "*i1"
+        else:
+            signature[name] = cell_ptr if name in _LN_CELL_DTYPE_ARGS else ptr
+        if signature[name].startswith("*") or name == "H":
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return ASTSource(fn, signature, constexprs=const, attrs=attrs), {"num_warps": meta["num_warps"]}
+
+
 def _compile(case: Case) -> Result:
-    import triton
-    from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from . import persistent_kernels, step_kernels
 
+    if case.kernel in LAYER_NORM_KERNELS:
+        src, options = _layer_norm_source(case)
+        return _compiled(case, src, options, [])
     fn = getattr(step_kernels, case.kernel, None) or getattr(persistent_kernels, case.kernel)
     kind = CELL_KINDS[case.cell]
     cell_id, G, S = CELL_IDS[case.cell], kind.gates, kind.saved_per_unit
@@ -134,6 +183,15 @@ def _compile(case: Case) -> Result:
         from .launch_common import PERSISTENT_LAUNCH_OPTIONS  # as the launchers launch them
 
         options.update(PERSISTENT_LAUNCH_OPTIONS)
+    runtime_args = [n for n in fn.arg_names if signature[n] != "constexpr"]
+    return _compiled(case, src, options, runtime_args)
+
+
+def _compiled(case: Case, src, options: dict, runtime_args: List[str]) -> Result:
+    """Compiles src for the case's architecture -> its Result (registers and spills from ptxas)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
     try:
         kernel = triton.compile(src, target=GPUTarget("cuda", case.arch, 32), options=options)
     except Exception as exc:  # a compile error is a result (reported, and failed by the test)
@@ -141,8 +199,7 @@ def _compile(case: Case) -> Result:
     res = Result(case, True, shared=int(kernel.metadata.shared))
     res.registers, res.spill_stores, res.spill_loads = _ptxas_usage(kernel.asm["ptx"], case.arch)
     res.cooperative = bool(getattr(kernel.metadata, "launch_cooperative_grid", False))
-    if "spin_limit" in fn.arg_names:
-        runtime_args = [n for n in fn.arg_names if signature[n] != "constexpr"]
+    if "spin_limit" in runtime_args:
         res.spin_bounded = compares_param(kernel.asm["ptx"], case.kernel, runtime_args.index("spin_limit"))
     return res
 
@@ -208,8 +265,9 @@ def table(results: List[Result]) -> str:
     lines = [f"{'kernel':28} {'cell':8} {'dtype':5} {'config':16} {'regs':>4} {'spill st/ld':>11} {'smem B':>7}  ok"]
     for r in results:
         c = r.case
-        cfg = ("x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}" + (" dr" if c.proj else "")
-               + (" rs" if c.resets else "") + (" zo" if c.zoneout else ""))
+        cfg = (c.config if c.config in LAYER_NORM_CONFIGS
+               else "x".join(map(str, CONFIGS[c.config][:3])) + f" w{CONFIGS[c.config][3]}")
+        cfg += (" dr" if c.proj else "") + (" rs" if c.resets else "") + (" zo" if c.zoneout else "")
         lines.append(f"{c.kernel:28} {c.cell:8} {c.dtype:5} {cfg:16} {r.registers:>4} "
                      f"{f'{r.spill_stores}/{r.spill_loads}':>11} {r.shared:>7}  {'yes' if r.ok else 'NO ' + r.error[:200]}")
     return "\n".join(lines)

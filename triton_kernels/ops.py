@@ -1,5 +1,5 @@
 """Registers the Triton backend's ops: rnnfused::<cell>_triton and rnnfused::<cell>_backward_triton for every cell of
-the registry (rnnfused/_cells.py).
+the registry (rnnfused/_cells.py), and (importing layer_norm_ops.py) the LayerNorm cells' rnnfused::layernorm_*_triton.
 
 Each is a torch.library.triton_op with exactly the schema of the C++ op of the same name without the suffix
 (csrc/sequence/op_schemas.h). triton_op infers the schema from the function's signature (torch 2.13 ignores
@@ -15,11 +15,9 @@ Inductor compiles, and one opaque recurrence node for either path (recurrence_op
 """
 from __future__ import annotations
 
-import inspect
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import torch
-from torch import Tensor
 from torch.library import triton_op
 
 from rnnfused._cells import CELL_KINDS, CellKind
@@ -28,7 +26,9 @@ from rnnfused._inputs import (LayerInputs, backward_arg_names, forward_arg_names
                               inputs_from_forward_args)
 from rnnfused._op_family import register_family
 
+from . import layer_norm_ops  # noqa: F401  (registers rnnfused::layernorm_*_triton)
 from .layer import layer_backward, layer_forward
+from .op_signature import with_signature
 
 _OPTIONAL = {"b_ih", "b_hh", "w_hr", "lengths", "resets", "zoneout"}  # the `Tensor?` arguments of the schemas
 _DEFAULTS = {"train": True, "resets": None, "zoneout": None}  # the schemas' defaults
@@ -41,27 +41,15 @@ def _schema(name: str) -> Optional[str]:
     return str(getattr(torch.ops.rnnfused, name).default._schema).split(name, 1)[1]
 
 
+def _typed(name: str) -> str:
+    """The schema's typed argument: 'Tensor input', 'Tensor? b_ih', 'bool train=True', …"""
+    kind = "bool" if name in ("reverse", "train") else "Tensor?" if name in _OPTIONAL else "Tensor"
+    default = f"={_DEFAULTS[name]}" if name in _DEFAULTS else ""
+    return f"{kind} {name}{default}"
+
+
 def _with_signature(fn: Callable, names: List[str], n_outputs: int) -> Callable:
-    """fn(*args) given the typed signature (names...) -> (Tensor,) * n_outputs, from which triton_op infers the
-    schema; calls are bound to it, so keyword arguments work as for any op."""
-    def annotation(name):
-        return bool if name in ("reverse", "train") else Optional[Tensor] if name in _OPTIONAL else Tensor
-
-    def parameter(name):
-        default = _DEFAULTS.get(name, inspect.Parameter.empty)
-        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation(name),
-                                 default=default)
-
-    sig = inspect.Signature([parameter(n) for n in names], return_annotation=Tuple[(Tensor,) * n_outputs])
-
-    def op(*args, **kwargs):
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return fn(*bound.args)
-
-    op.__signature__ = sig
-    op.__annotations__ = {**{p.name: p.annotation for p in sig.parameters.values()}, "return": sig.return_annotation}
-    return op
+    return with_signature(fn, [_typed(n) for n in names], n_outputs)
 
 
 def _register(kind: CellKind) -> None:
