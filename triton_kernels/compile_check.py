@@ -90,9 +90,9 @@ def cases(full: bool, arch: int = 90) -> List[Case]:
     # LayerNorm kernels: every dtype at H=256 with lengths and zoneout, bf16 at H=1024, bf16 with resets.
     for kernel in LAYER_NORM_KERNELS:
         for cell in ("lstm", "gru"):
-            out += [Case(kernel, cell, d, "h256", arch=arch) for d in DTYPES]
-            out += [Case(kernel, cell, "bf16", "h1024", arch=arch), Case(kernel, cell, "bf16", "h256", resets=True,
-                                                                         arch=arch)]
+            out += [Case(kernel, cell, d, "h256", zoneout=True, arch=arch) for d in DTYPES]
+            out += [Case(kernel, cell, "bf16", "h1024", zoneout=True, arch=arch),
+                    Case(kernel, cell, "bf16", "h256", resets=True, zoneout=True, arch=arch)]
     return out
 
 
@@ -112,7 +112,7 @@ def _layer_norm_source(case: Case):
     kind = CELL_KINDS[case.cell]
     meta = block_sizes(kind, 64, LAYER_NORM_CONFIGS[case.config])
     const = dict(CELL=CELL_IDS[case.cell], G=kind.gates, HAS_LENGTHS=not case.resets, HAS_RESETS=case.resets,
-                 HAS_ZONEOUT=True, BLOCK_B=meta["BLOCK_B"], BLOCK_H=meta["BLOCK_H"])
+                 HAS_ZONEOUT=case.zoneout, BLOCK_B=meta["BLOCK_B"], BLOCK_H=meta["BLOCK_H"])
     if case.kernel.startswith("layer_norm_forward"):
         const.update(HAS_BIAS=not kind.has_cell_state, TRAIN=True)
     ptr = "*" + DTYPES[case.dtype]
