@@ -20,6 +20,7 @@
 #include "../common/cells.h"
 #include "driver.h"
 #include "layer_args.h"
+#include "layer_ops.h"
 
 namespace rnnfused {
 namespace {
@@ -322,36 +323,21 @@ LnBackward ln_backward(const LnArgs& a, const at::Tensor& grad_output, const at:
   return g;
 }
 
-class Args {  // the arguments of a boxed call, in schema order
- public:
-  Args(torch::jit::Stack* stack, size_t count) : args_(torch::jit::last(*stack, count)) {}
-  at::Tensor tensor() { return args_[next_++].toTensor(); }
-  std::optional<at::Tensor> optional() {
-    const c10::IValue& v = args_[next_++];
-    return v.isNone() ? std::nullopt : std::optional<at::Tensor>(v.toTensor());
-  }
-  bool boolean() { return args_[next_++].toBool(); }
-
- private:
-  c10::ArrayRef<c10::IValue> args_;
-  size_t next_ = 0;
-};
-
 template <typename Cell>
 void forward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   constexpr bool c = Cell::kHasCellState;
   const std::string name = op.schema().name();
   const size_t count = op.schema().arguments().size();
-  Args in(stack, count);
+  detail::ArgReader in(stack, count);
   const at::Tensor xg = in.tensor(), h0 = in.tensor();
   const at::Tensor c0 = c ? in.tensor() : at::Tensor();
   const at::Tensor w_hh = in.tensor();
-  const std::optional<at::Tensor> b_hh = Cell::kSplitRecurrentGrad ? in.optional() : std::nullopt;
+  const std::optional<at::Tensor> b_hh = Cell::kSplitRecurrentGrad ? in.optional_tensor() : std::nullopt;
   const at::Tensor g_hh = in.tensor();
   const at::Tensor g_c = c ? in.tensor() : at::Tensor(), b_c = c ? in.tensor() : at::Tensor();
-  const std::optional<at::Tensor> lengths = in.optional();
+  const std::optional<at::Tensor> lengths = in.optional_tensor();
   const bool reverse = in.boolean(), train = in.boolean();
-  const std::optional<at::Tensor> resets = in.optional(), zoneout = in.optional();
+  const std::optional<at::Tensor> resets = in.optional_tensor(), zoneout = in.optional_tensor();
   torch::jit::drop(*stack, count);
 
   const LnArgs a = make_args<Cell>(name.c_str(), xg, h0, c0, w_hh, b_hh, g_hh, g_c, b_c, lengths, reverse, resets,
@@ -369,18 +355,18 @@ void backward_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   const std::string name = op.schema().name();
   const char* op_name_ = name.c_str();
   const size_t count = op.schema().arguments().size();
-  Args in(stack, count);
+  detail::ArgReader in(stack, count);
   const at::Tensor grad_output = in.tensor(), grad_h_n = in.tensor();
   const at::Tensor grad_c_n = c ? in.tensor() : at::Tensor();
   const at::Tensor h0 = in.tensor();
   const at::Tensor c0 = c ? in.tensor() : at::Tensor();
   const at::Tensor w_hh = in.tensor(), g_hh = in.tensor();
   const at::Tensor g_c = c ? in.tensor() : at::Tensor(), b_c = c ? in.tensor() : at::Tensor();
-  const std::optional<at::Tensor> lengths = in.optional();
+  const std::optional<at::Tensor> lengths = in.optional_tensor();
   const bool reverse = in.boolean();
   const at::Tensor output = in.tensor(), saved = in.tensor();
   const at::Tensor cells = c ? in.tensor() : at::Tensor();
-  const std::optional<at::Tensor> resets = in.optional(), zoneout = in.optional();
+  const std::optional<at::Tensor> resets = in.optional_tensor(), zoneout = in.optional_tensor();
   torch::jit::drop(*stack, count);
 
   TORCH_CHECK(output.defined() && output.dim() == 3, op_name_, ": output must be 3-D [seq_len, batch, hidden]");
