@@ -12,9 +12,10 @@ reference step): a new cell needs nothing in this file.
 
 First-order gradients run the ``*_cell_backward`` op; a differentiable backward (``create_graph=True``) goes through
 the cell's reference step (``kind.step``), as for the sequence ops (rnnfused/_autograd.py). The autograd formula is
-registered on the ops (``torch.library.register_autograd``: raw op calls, torch.compile, autocast) and, for eager cell
-loops, also wrapped in an ``autograd.Function`` that skips torch.library's per-call Python layers (:func:`cell_step`
-picks).
+registered on the ops (``torch.library.register_autograd``: raw op calls, torch.compile, autocast). Eager cell loops
+skip those layers (:func:`cell_step` picks): on the cpu backend the step is one call of a plain C++ function with its
+own C++ autograd node (``rnnfused._C._cpu_cell_step_<cell>``, csrc/cell/cell_step_eager.h: no argument boxing, no
+dispatcher, no Python autograd.Function); on cuda, the same formula wrapped in a Python ``autograd.Function``.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from torch import Tensor
 from . import backends
 from ._autocast import register_autocast
 from ._cells import CELL_KINDS, CellKind
-from ._extension import extension_loaded
+from ._extension import extension, extension_loaded
 from ._inputs import LayerInputs
 
 __all__ = ["cell_op", "cell_backward_op", "cell_forward_arg_names", "cell_output_names", "cell_backward_arg_names",
@@ -204,9 +205,11 @@ class _CellAutograd:
         })
 
 
-# Per cell kind name: the cell op and its eager autograd.Function (filled by _register).
+# Per cell kind name: the cell op, its eager autograd.Function, and the cpu backend's eager C++ step (filled by
+# _register).
 _FORWARD_OPS: Dict[str, object] = {}
 _EAGER_FUNCTIONS: Dict[str, type] = {}
+_CPU_EAGER_STEPS: Dict[str, object] = {}
 
 
 def _register() -> None:
@@ -219,9 +222,22 @@ def _register() -> None:
         register_autocast(formula.forward_op, fwd_name)
         _FORWARD_OPS[kind.name] = formula.forward_op
         _EAGER_FUNCTIONS[kind.name] = formula.eager_function()
+        _CPU_EAGER_STEPS[kind.name] = getattr(extension(), f"_cpu_cell_step_{kind.name}")
 
 
 # ---------------------------------------------------------------------------------------------------- the step
+# RNNFUSED_BACKEND as os.environ holds it: os.environ.get encodes the key on every call (about a microsecond, paid at
+# every step of a cell loop); CPython's os.environ keeps its encoded items in `_data`.
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEY = os.environ.encodekey(backends.ENV_VAR) if hasattr(os.environ, "encodekey") else None
+
+
+def _backend_env():
+    if _ENV_DATA is None or _ENV_KEY is None:
+        return os.environ.get(backends.ENV_VAR)
+    return _ENV_DATA.get(_ENV_KEY)
+
+
 # (backend argument, RNNFUSED_BACKEND, device, dtype) -> backend name: the selection rule's inputs and its answer,
 # kept because a cell loop asks at every step (resolving costs about as much as a small step's kernel).
 _RESOLVED: Dict[tuple, str] = {}
@@ -232,7 +248,7 @@ def cell_step(kind: CellKind, input: Tensor, hx: Tensor, cx: Optional[Tensor], w
               backend: Optional[str] = None) -> Tuple[Tensor, Optional[Tensor]]:
     """One validated step (input [B, I], hx/cx [B, H]) on the selected backend: (h', c' or None)."""
     device, dtype = input.device, input.dtype
-    key = (backend, os.environ.get(backends.ENV_VAR), device, dtype)
+    key = (backend, _backend_env(), device, dtype)
     name = _RESOLVED.get(key)
     if name is None:
         name = backends.resolve_backend(backend, device, dtype)
@@ -242,11 +258,17 @@ def cell_step(kind: CellKind, input: Tensor, hx: Tensor, cx: Optional[Tensor], w
         x = LayerInputs(input.unsqueeze(0), hx, cx, w_ih, w_hh, b_ih, b_hh, None, None, False)
         _, h, c = backends.get_backend(name, device, dtype).run(kind, x)
         return h, c
+    # What must see an op (the op's registered autograd): torch.compile, tracing, autocast, torch.func transforms.
+    needs_op = (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled(device.type)
+                or torch._C._are_functorch_transforms_active())
+    if name == "cpu" and not needs_op:
+        out = _CPU_EAGER_STEPS[kind.name](input, hx, cx, w_ih, w_hh, b_ih, b_hh)  # (h', [c']); [] = run the op
+        if out:
+            return out[0], (out[1] if kind.has_cell_state else None)
     # cell_forward_args, without its per-call dict (this runs at every step of a cell loop)
     args = (input, hx, cx, w_ih, w_hh, b_ih, b_hh) if kind.has_cell_state else (input, hx, w_ih, w_hh, b_ih, b_hh)
-    if (torch.compiler.is_compiling() or torch.is_autocast_enabled(device.type)
-            or torch._C._are_functorch_transforms_active()):
-        out = _FORWARD_OPS[kind.name](*args)  # the op's registered autograd: traceable, autocast, torch.func
+    if needs_op:
+        out = _FORWARD_OPS[kind.name](*args)
     elif torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
         out = _EAGER_FUNCTIONS[kind.name].apply(*args)
     else:

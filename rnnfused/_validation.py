@@ -217,10 +217,16 @@ def check_cell_inputs(input: Tensor, states: Sequence[Tensor], input_size: int, 
                       weight: Tensor) -> None:
     """One step's batched input [B, I] and states [B, H] (nn.*Cell's checks, class and text: RuntimeError), then
     dtype and device agreement (RuntimeError naming the tensors)."""
-    batch, dtype, device = input.size(0), input.dtype, input.device
-    if (input.size(1) == input_size and dtype == weight.dtype and device == weight.device
-            and all(t.shape == (batch, hidden_size) and t.dtype == dtype and t.device == device for t in states)):
-        return  # every check below passes: one test for the common case (cell loops run this at every step)
+    # The common case in one pass (cell loops run this at every step; dtypes are singletons, compared by identity).
+    dtype = input.dtype
+    if input.size(1) == input_size and dtype is weight.dtype:
+        shape, device = (input.size(0), hidden_size), input.device
+        if device == weight.device:
+            for t in states:
+                if t.shape != shape or t.dtype is not dtype or t.device != device:
+                    break
+            else:
+                return  # every check below passes
     if input.size(1) != input_size:
         raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {input_size}")
     for i, t in enumerate(states):

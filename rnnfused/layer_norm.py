@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from . import _layer_norm_ops as ln
 from .backends import get_backend
+from ._cells import CellKind
 from .modules import _FusedCellBase, _FusedRNNBase, _onnx_exporting, _SEQUENCE_ARGS, _SEQUENCE_IO
 from ._validation import check_cell_inputs
 
@@ -185,11 +186,10 @@ class _FusedLayerNormCellBase(_FusedCellBase):
     def to_torch(self):
         raise TypeError(f"{type(self).__name__} has no nn.* twin (nn.*Cell have no LayerNorm)")
 
-    def _step(self, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
+    def _step(self, kind: CellKind, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
         """input [B, I], states [B, H] each -> the new states (the recurrence op over one step)."""
         w_ih, w_hh, b_ih, b_hh = self._weights()
         check_cell_inputs(input, states, self.input_size, self.hidden_size, w_ih)
-        kind = self._kind
         c = states[1] if kind.has_cell_state else None
         backend = "reference" if input.size(0) == 0 or self.hidden_size == 0 else self.backend
         ln_p = {name: getattr(self, name) for name, _, _ in _layer_norm_shapes(kind, self.hidden_size)}

@@ -465,6 +465,11 @@ _CELL_ARGS = """
 """
 
 
+# A cell module's kind, looked up at every step of a cell loop (cell_kind's normalising costs a microsecond there).
+_CELL_KIND_OF_MODE = {mode: cell_kind(mode) for mode in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")}
+_RNN_CELL_KINDS = {nonlinearity: cell_kind("rnn", nonlinearity) for nonlinearity in ("tanh", "relu")}
+
+
 class _FusedCellBase(nn.RNNCellBase):
     """One step of a cell: the single-step cell op (rnnfused/_cell_ops.py: two GEMMs and one fused pointwise pass,
     with its own backward). Subclasses set ``_MODE`` (a key of the cell registry) and ``_NAME`` (nn's class name,
@@ -481,7 +486,7 @@ class _FusedCellBase(nn.RNNCellBase):
 
     @property
     def _kind(self) -> CellKind:
-        return cell_kind(self._MODE)
+        return _CELL_KIND_OF_MODE[self._MODE]
 
     def __setstate__(self, d):
         super().__setstate__(d)
@@ -542,7 +547,7 @@ class _FusedCellBase(nn.RNNCellBase):
             states = [zeros] * kind.state_size
         elif not is_batched:
             states = [s.unsqueeze(0) for s in states]
-        new = self._step(input, states)
+        new = self._step(kind, input, states)
         if not is_batched:
             new = [s.squeeze(0) for s in new]
         return tuple(new) if kind.has_cell_state else new[0]
@@ -552,14 +557,16 @@ class _FusedCellBase(nn.RNNCellBase):
         reads them at every step, and nn.Module.__getattr__ costs about as much as the rest of a step's Python.
         A name not there (a parametrization's property, a hook's plain attribute) is read as an attribute."""
         params = self._parameters
-        return tuple(params[n] if n in params else getattr(self, n)  # type: ignore[return-value]
-                     for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        try:
+            return params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
+        except KeyError:
+            return tuple(params[n] if n in params else getattr(self, n)  # type: ignore[return-value]
+                         for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
-    def _step(self, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
+    def _step(self, kind: CellKind, input: Tensor, states: Sequence[Tensor]) -> List[Tensor]:
         """input [B, I], states [B, H] each -> the new states."""
         w_ih, w_hh, b_ih, b_hh = self._weights()
         check_cell_inputs(input, states, self.input_size, self.hidden_size, w_ih)
-        kind = self._kind
         c = states[1] if kind.has_cell_state else None
         # Zero-size steps are valid for nn.* (empty results); the fused ops reject them, the reference handles them.
         backend = "reference" if input.size(0) == 0 or self.hidden_size == 0 else self.backend
@@ -636,9 +643,10 @@ class FusedRNNCell(_FusedCellBase):
 
     @property
     def _kind(self) -> CellKind:
-        if self.nonlinearity not in ("tanh", "relu"):
+        kind = _RNN_CELL_KINDS.get(self.nonlinearity)
+        if kind is None:
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-        return cell_kind("rnn", self.nonlinearity)
+        return kind
 
     def _extra_kwargs(self) -> dict:
         return {"nonlinearity": self.nonlinearity}

@@ -2,10 +2,12 @@
 // step-wise driver with the C++ pointwise loops, as cpu_path.h's rule says; the single-step cell ops with the same
 // pointwise loops.
 #include "../cell/cell_ops.h"
+#include "../cell/cell_step_eager.h"
 #include "../sequence/layer_ops.h"
 #include "cpu_path.h"
 #include "fused_runner.h"
 #include "pointwise_cpu.h"
+#include "python_bindings.h"
 
 namespace rnnfused {
 namespace {
@@ -39,6 +41,12 @@ struct CpuRunner {
 };
 
 }  // namespace
+
+namespace cpu {
+
+void bind_cell_steps(pybind11::module_& m) { eager::bind_cell_steps<CpuPointwise>(m, "_cpu_cell_step_"); }
+
+}  // namespace cpu
 
 TORCH_LIBRARY_IMPL(rnnfused, CPU, m) {
   register_layer_ops<CpuRunner>(m);

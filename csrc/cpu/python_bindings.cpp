@@ -17,6 +17,7 @@ void bind_python(pybind11::module_& m) {
         py::arg("cell"), py::arg("seq_len"), py::arg("batch"), py::arg("input_size"), py::arg("hidden_size"),
         py::arg("proj_size") = 0, py::arg("dtype") = "float32", py::arg("bias") = true, py::arg("lengths") = false,
         py::arg("reverse") = false);
+  bind_cell_steps(m);
   m.def("cpu_isa", [] { return std::string(isa_name(active_isa())); },
         "The instruction set the fused CPU kernels run with here (avx512, avx2 or portable)");
   // Test hooks (private): force the path or the ISA; return the previous setting.

@@ -1,0 +1,174 @@
+"""The eager cell step of the cpu backend (rnnfused._C._cpu_cell_step_<cell>, csrc/cell/cell_step_eager.h): a plain
+C++ function with its own C++ autograd node that Fused*Cell loops run instead of the op. It must equal the op
+bitwise (forward and every gradient), give float64-exact first and second derivatives, ask for only the gradients
+autograd needs, and hand the call to the op wherever something must see an op (a TorchDispatchMode)."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from rnnfused import FusedGRUCell, FusedLSTMCell, FusedRNNCell
+from rnnfused._cell_ops import _CPU_EAGER_STEPS, cell_forward_args, cell_op, cell_output_names
+from rnnfused._cells import CELL_KINDS
+
+KINDS = list(CELL_KINDS)
+CELLS = {"lstm": (FusedLSTMCell, {}), "gru": (FusedGRUCell, {}), "rnn_tanh": (FusedRNNCell, {"nonlinearity": "tanh"}),
+         "rnn_relu": (FusedRNNCell, {"nonlinearity": "relu"})}
+ARG_NAMES = ("input", "hx", "cx", "w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def make_args(kind_name, B=3, I=4, H=5, dtype=torch.float64, bias=True, requires_grad=True, seed=0):
+    """(input, hx, cx, w_ih, w_hh, b_ih, b_hh), cx/biases None where absent."""
+    kind = CELL_KINDS[kind_name]
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0):
+        t = ((torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(dtype)
+        return t.requires_grad_(requires_grad)
+
+    GH, s = kind.gates * H, H ** -0.5
+    return (rand(B, I), rand(B, H), rand(B, H) if kind.has_cell_state else None, rand(GH, I, scale=s),
+            rand(GH, H, scale=s), rand(GH, scale=s) if bias else None, rand(GH, scale=s) if bias else None)
+
+
+def eager(kind_name, args):
+    """(h', c' or None) of the eager C++ step."""
+    out = _CPU_EAGER_STEPS[kind_name](*args)
+    assert out, "the eager step handed the call back to the op"
+    return out[0], (out[1] if CELL_KINDS[kind_name].has_cell_state else None)
+
+
+def through_op(kind_name, args):
+    """(h', c' or None) of the dispatcher op with its Python autograd."""
+    kind = CELL_KINDS[kind_name]
+    out = cell_op(kind)(*cell_forward_args(kind, *args))
+    out = dict(zip(cell_output_names(kind), out if isinstance(out, tuple) else (out,)))
+    return out["h"], out.get("c")
+
+
+def loss_of(h, c, gh, gc):
+    return (h * gh).sum() + (0 if c is None else (c * gc).sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_step_equals_the_op_bitwise(kind, bias, dtype):
+    """Same math as the op (cell_forward/cell_backward): outputs and every gradient are bitwise equal."""
+    args = make_args(kind, B=7, I=6, H=37, dtype=dtype, bias=bias)
+    present = [t for t in args if t is not None]
+    got, exp = eager(kind, args), through_op(kind, args)
+    gh, gc = torch.randn_like(got[0]), torch.randn_like(got[0])
+    for a, e in zip(got, exp):
+        assert (a is None) == (e is None)
+        if a is not None:
+            assert torch.equal(a, e)
+    grads_got = torch.autograd.grad(loss_of(*got, gh, gc), present)
+    grads_exp = torch.autograd.grad(loss_of(*exp, gh, gc), present)
+    for a, e in zip(grads_got, grads_exp):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_step_gradcheck_and_gradgradcheck_float64(kind, bias):
+    args = make_args(kind, B=2, I=3, H=4, bias=bias)
+    present = tuple(t for t in args if t is not None)
+    slots = [i for i, t in enumerate(args) if t is not None]
+
+    def fn(*ts):
+        full = list(args)
+        for i, t in zip(slots, ts):
+            full[i] = t
+        h, c = eager(kind, full)
+        return (h,) if c is None else (h, c)
+
+    assert torch.autograd.gradcheck(fn, present)
+    assert torch.autograd.gradgradcheck(fn, present)  # create_graph: the op's autograd recomputes the step
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_step_computes_only_the_gradients_autograd_asks_for(kind):
+    """One argument requiring grad at a time: its gradient equals the all-gradients run's, the others stay None."""
+    full = make_args(kind, dtype=torch.float64)
+    h, c = eager(kind, full)
+    gh, gc = torch.randn_like(h), torch.randn_like(h)
+    expected = torch.autograd.grad(loss_of(h, c, gh, gc), [t for t in full if t is not None])
+    expected = dict(zip([n for n, t in zip(ARG_NAMES, full) if t is not None], expected))
+    for name in expected:
+        args = [None if t is None else t.detach().requires_grad_(n == name) for n, t in zip(ARG_NAMES, full)]
+        h, c = eager(kind, args)
+        (got,) = torch.autograd.grad(loss_of(h, c, gh, gc), [args[ARG_NAMES.index(name)]])
+        assert torch.equal(got, expected[name]), name
+
+
+def test_lstm_eager_step_with_only_one_state_used():
+    """An unused h' or c' reaches the C++ node as an undefined gradient (no materialized zeros)."""
+    args = make_args("lstm")
+    present = [t for t in args if t is not None]
+    for use_h in (True, False):
+        h, c = eager("lstm", args)
+        h_ref, c_ref = through_op("lstm", args)
+        got = torch.autograd.grad((h if use_h else c).square().sum(), present)
+        exp = torch.autograd.grad((h_ref if use_h else c_ref).square().sum(), present)
+        for a, e in zip(got, exp):
+            assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_modules_run_the_eager_step_on_the_cpu_backend(kind):
+    module, extra = CELLS[kind]
+    cell = module(4, 5, **extra, backend="cpu").double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    out = cell(x)
+    h = out[0] if kind == "lstm" else out
+    # a C++ node (the op's Python autograd would show as a BackwardCFunction of rnnfused_<cell>_cell)
+    assert type(h.grad_fn).__name__ == "CppFunction", type(h.grad_fn)
+    with torch.no_grad():
+        out = cell(x)
+    assert (out[0] if kind == "lstm" else out).grad_fn is None
+
+
+class _RecordOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dispatch_modes_see_the_op(kind):
+    """Under a TorchDispatchMode the eager step hands the call back (empty result) and the module runs the op,
+    which the mode sees as one call."""
+    args = make_args(kind, requires_grad=False)
+    with _RecordOps() as mode:
+        assert _CPU_EAGER_STEPS[kind](*args) == []
+    assert mode.names == []
+    module, extra = CELLS[kind]
+    cell = module(4, 5, **extra, backend="cpu").double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    expected = cell(x)
+    with _RecordOps() as mode:
+        got = cell(x)
+    assert f"rnnfused.{kind}_cell.default" in mode.names
+    for a, e in zip(got if kind == "lstm" else (got,), expected if kind == "lstm" else (expected,)):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_eager_step_rejects_bad_input_naming_the_argument(kind):
+    args = list(make_args(kind, requires_grad=False))
+    bad = list(args)
+    bad[ARG_NAMES.index("w_hh")] = args[ARG_NAMES.index("w_hh")][:, :-1]
+    with pytest.raises(RuntimeError, match="w_hh"):
+        _CPU_EAGER_STEPS[kind](*bad)
+    bad = list(args)
+    bad[ARG_NAMES.index("hx")] = args[ARG_NAMES.index("hx")].float()
+    with pytest.raises(RuntimeError, match="hx"):
+        _CPU_EAGER_STEPS[kind](*bad)
+    bad = list(args)
+    bad[ARG_NAMES.index("b_hh")] = None
+    with pytest.raises(RuntimeError, match="b_ih and b_hh"):
+        _CPU_EAGER_STEPS[kind](*bad)
