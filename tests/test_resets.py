@@ -174,7 +174,8 @@ def gradcheck_wrt(fn, inputs: dict, wrt, **kwargs) -> bool:
 def test_gradcheck_cpu_op_with_resets(cell, reverse):
     """float64 gradcheck of the C++ op through resets (the reset steps send their state gradient to h0/c0)."""
     fn, inputs = op_with_resets(cell, reverse, "cpu")
-    assert gradcheck_wrt(fn, inputs, inputs)
+    # the full Jacobian forward; reversed: fast_mode (vᵀJu, random u, v: any wrong entry fails it w.p. 1), for CI time
+    assert gradcheck_wrt(fn, inputs, inputs, fast_mode=reverse)
 
 
 TRITON = backend_params("triton")[0]
