@@ -187,11 +187,14 @@ CellGrads cell_backward(const CellArgs& a, const at::Tensor& grad_h, const at::T
 
   const auto none = [&opts] { return at::empty({0}, opts); };  // a fresh one per output: outputs must not alias
   CellGrads g;
+  // The weight gradients first: small tensors allocated after them keep the heap top in use when autograd frees
+  // them, so glibc does not trim and re-fault the pages at every step (measured: LSTM B = 1, H = 256 fwd+bwd had
+  // 8x nn's page faults with them allocated last).
+  g.w_ih = mask.weights ? at::mm(dgx.t(), a.input) : none();           // [G*H, I]
+  g.w_hh = mask.weights ? at::mm(dgh.t(), a.hx) : none();              // [G*H, H]
   g.input = mask.input ? at::mm(dgx, a.w_ih) : none();                 // [B, I]
   g.hx = mask.hx ? dh_direct.addmm_(dgh, a.w_hh) : none();             // [B, H]  the part past W_hh + GRU's z·dh'
   g.cx = Cell::kHasCellState ? dc.to(a.input.scalar_type()) : none();  // [B, H]
-  g.w_ih = mask.weights ? at::mm(dgx.t(), a.input) : none();           // [G*H, I]
-  g.w_hh = mask.weights ? at::mm(dgh.t(), a.hx) : none();              // [G*H, H]
   g.b_ih = mask.biases ? dgx.sum(0) : none();                          // [G*H]
   g.b_hh = !mask.biases ? none() : Cell::kSplitRecurrentGrad ? dgh.sum(0) : g.b_ih.clone();  // [G*H]
   return g;
