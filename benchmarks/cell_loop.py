@@ -15,6 +15,12 @@ times per config (interleaved, so slow phases of a busy machine hit both), and t
 side's median is reported with the p20/p80 of the round medians. Before timing, a spot check compares the two loops'
 outputs and gradients (float64: 1e-9, float32: 1e-4) and refuses to time a config that fails it.
 
+Each config runs in a fresh Python process (``--no-isolate``: all in this one). Why: fwd+bwd of a cell loop
+allocates fresh weight gradients at every step (G*H x I values per weight), and whether those pages are reused or
+trimmed and faulted in again depends on what glibc's heap went through before; on the dev VM a fault costs ~1.4 ms
+per MB. In one process running the whole grid, the history of the earlier configs moved single fwd+bwd ratios by up
+to 2x between runs (e.g. LSTM fp32 B=1 H=128: 1.88x in one run, 0.84x in the next; 1.29x in a fresh process).
+
 Writes ``cells.csv`` (a plain CSV, one header row), ``cells_metadata.json`` (device, versions, threads, load average,
 command, date, timer) and ``cells.md`` (a markdown table) into ``--out``.
 """
@@ -26,6 +32,7 @@ import datetime
 import json
 import os
 import statistics
+import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -145,6 +152,22 @@ COLUMNS = ["cell", "dtype", "batch", "hidden", "steps", "mode", "nn_ms", "nn_p20
            "fused_p20_ms", "fused_p80_ms", "speedup", "status", "note"]
 
 
+def measure_in_subprocess(cfg: CellConfig, args: argparse.Namespace) -> List[Dict]:
+    """measure() of one config in a fresh Python process (see the module docstring): the worker prints its rows as
+    JSON on its last line of stdout."""
+    cmd = [sys.executable, "-m", "benchmarks.cell_loop", "--worker", "--cells", cfg.cell, "--dtypes", cfg.dtype,
+           "--batch", str(cfg.batch), "--hidden", str(cfg.hidden), "--steps", str(cfg.steps),
+           "--rounds", str(args.rounds), "--rep-ms", str(args.rep_ms), "--threads", str(args.threads),
+           "--device", args.device]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # so that -m benchmarks.cell_loop imports
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the benchmark worker for {cfg.id} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -208,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1: cell loops are small)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--out", default="bench_out", help="folder for cells.csv and cells.md")
+    p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
+                   help="each config in a fresh Python process (default; see the module docstring)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one config, rows as JSON on stdout
     return p
 
 
@@ -218,15 +244,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         settings = TimerSettings(warmup_s=0.02, rep_s=args.rep_ms / 1e3, min_reps=5, max_reps=200)
+        if args.worker:  # measure_in_subprocess's side: exactly one config
+            (cfg,) = [CellConfig(c, d, b, h, args.steps) for c in args.cells for d in args.dtypes for b in args.batch
+                      for h in args.hidden]
+            print(json.dumps(measure(cfg, device, settings, args.rounds)))
+            return 0
         meta = info.environment(device)
         meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         meta["command"] = " ".join(["python -m benchmarks cells"] + list(sys.argv[2:] if argv is None else argv))
         meta["timer"] = f"{describe(device, settings)}; {args.rounds} interleaved rounds"
+        meta["isolation"] = "a fresh Python process per config" if args.isolate else "all configs in one process"
         configs = [CellConfig(c, d, b, h, args.steps) for c in args.cells for d in args.dtypes for b in args.batch
                    for h in args.hidden]
         rows: List[Dict] = []
         for i, cfg in enumerate(configs):
-            got = measure(cfg, device, settings, args.rounds)
+            got = measure_in_subprocess(cfg, args) if args.isolate else measure(cfg, device, settings, args.rounds)
             rows += got
             summary = ", ".join(f"{r['mode']} {r['speedup']:.2f}x" if r["status"] == "ok" else
                                 f"{r['mode']} {r['status']}" for r in got)

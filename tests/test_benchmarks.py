@@ -675,13 +675,15 @@ def test_cell_loop_subcommand_writes_a_plain_csv_and_metadata(tmp_path):
     csv.DictReader as is (no comment lines), the run's environment goes to cells_metadata.json."""
     from benchmarks import cell_loop
 
-    rc = cell_loop.main(["--cells", "lstm,rnn", "--dtypes", "fp64", "--batch", "2", "--hidden", "3", "--steps", "2",
-                         "--rounds", "1", "--rep-ms", "1", "--out", str(tmp_path)])
-    assert rc == 0
-    with open(tmp_path / "cells.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["cell"], r["mode"], r["status"]) for r in rows] == [
-        ("lstm", "fwd", "ok"), ("lstm", "fwdbwd", "ok"), ("rnn", "fwd", "ok"), ("rnn", "fwdbwd", "ok")]
-    assert all(float(r["nn_ms"]) > 0 and float(r["fused_ms"]) > 0 for r in rows)
-    meta = json.loads((tmp_path / "cells_metadata.json").read_text())
-    assert meta["command"].startswith("python -m benchmarks cells") and "torch" in meta and "timer" in meta
+    # the first config in a worker process (the default), the second in this one
+    for cell, isolate, out in (("lstm", "--isolate", tmp_path / "a"), ("rnn", "--no-isolate", tmp_path / "b")):
+        rc = cell_loop.main(["--cells", cell, "--dtypes", "fp64", "--batch", "2", "--hidden", "3", "--steps", "2",
+                             "--rounds", "1", "--rep-ms", "1", isolate, "--out", str(out)])
+        assert rc == 0
+        with open(out / "cells.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["cell"], r["mode"], r["status"]) for r in rows] == [(cell, "fwd", "ok"), (cell, "fwdbwd", "ok")]
+        assert all(float(r["nn_ms"]) > 0 and float(r["fused_ms"]) > 0 for r in rows)
+        meta = json.loads((out / "cells_metadata.json").read_text())
+        assert meta["command"].startswith("python -m benchmarks cells") and "torch" in meta and "timer" in meta
+        assert ("fresh" in meta["isolation"]) == (isolate == "--isolate")
