@@ -6,7 +6,7 @@ which every backend supports.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -27,13 +27,15 @@ def reference_outputs(kind: CellKind, x: LayerInputs) -> tuple:
                            resets=x.resets, zoneout=x.zoneout)
 
 
-def _differentiable_backward(kind: CellKind, x: LayerInputs, grads: Sequence[Tensor]) -> dict:
-    """Gradients that are themselves differentiable: autograd through the reference equations."""
+# The pieces of a recurrence family's backward, shared by this family and the LayerNorm one (_layer_norm_ops.py).
+def differentiable_gradients(reference_fn: Callable, fields: Sequence[str], x, grads: Sequence[Tensor]) -> dict:
+    """Gradients that are themselves differentiable (create_graph): autograd through ``reference_fn(x)`` (the
+    family's reference equations) w.r.t. the ``fields`` of the inputs NamedTuple ``x`` that are present."""
     with torch.enable_grad():
-        leaves = {f: getattr(x, f) for f in _DIFFERENTIABLE if getattr(x, f) is not None}
+        leaves = {f: getattr(x, f) for f in fields if getattr(x, f) is not None}
         # Saved tensors that did not require grad become leaves here, so the recomputation has a graph.
         leaves = {f: (t if t.requires_grad else t.detach().requires_grad_()) for f, t in leaves.items()}
-        outs = reference_outputs(kind, x._replace(**leaves))
+        outs = reference_fn(x._replace(**leaves))
         got = torch.autograd.grad(outs, list(leaves.values()), grads[: len(outs)], create_graph=True,
                                   allow_unused=True)
     return {f: (torch.zeros_like(leaves[f]) if g is None else g) for f, g in zip(leaves, got)}
@@ -41,6 +43,23 @@ def _differentiable_backward(kind: CellKind, x: LayerInputs, grads: Sequence[Ten
 
 def _zeros_if_none(grad: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+def state_gradients(kind: CellKind, grads: dict, output: Tensor, h0: Tensor, c0: Optional[Tensor]) -> list:
+    """[dL/d output, dL/d h_n, (dL/d c_n)] from autograd's gradients by output name, zeros for the unused ones."""
+    out = [_zeros_if_none(grads["output"], output), _zeros_if_none(grads["h_n"], h0)]
+    if kind.has_cell_state:
+        out.append(_zeros_if_none(grads["c_n"], c0))
+    return out
+
+
+def backward_op_gradients(kind: CellKind, backward_op, arg_names: Sequence[str], result_names: Sequence[str], x,
+                          output: Tensor, saved, cells, state_grads: Sequence[Tensor]) -> dict:
+    """First-order gradients by field: the family's backward op over the inputs ``x``, the forward's saved tensors
+    and ``state_grads``."""
+    values = dict(x._asdict(), output=output, saved=saved, cells=cells, grad_output=state_grads[0],
+                  grad_h_n=state_grads[1], grad_c_n=state_grads[2] if kind.has_cell_state else None)
+    return dict(zip(result_names, backward_op(*[values[n] for n in arg_names])))
 
 
 def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
@@ -64,20 +83,15 @@ def register_autograd(kind: CellKind, forward_op, backward_op) -> None:
          cells) = ctx.saved_tensors
         x = LayerInputs(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ctx.reverse, resets=resets,
                         zoneout=zoneout)
-        g = dict(zip(output_names, grads))
-        state_grads = [_zeros_if_none(g["output"], output), _zeros_if_none(g["h_n"], h0)]
-        if kind.has_cell_state:
-            state_grads.append(_zeros_if_none(g["c_n"], c0))
+        state_grads = state_gradients(kind, dict(zip(output_names, grads)), output, h0, c0)
         if torch.is_grad_enabled():
-            by_field = _differentiable_backward(kind, x, state_grads)
+            by_field = differentiable_gradients(lambda y: reference_outputs(kind, y), _DIFFERENTIABLE, x, state_grads)
         elif not ctx.train and (kind.saved_per_unit or kind.has_cell_state):
             raise RuntimeError(f"rnnfused::{kind.name} ran with train=False (inference), which keeps nothing for "
                                "backward; call it with train=True to differentiate it")
         else:
-            values = dict(x._asdict(), output=output, saved=saved, cells=cells, grad_output=state_grads[0],
-                          grad_h_n=state_grads[1], grad_c_n=state_grads[2] if kind.has_cell_state else None)
-            got = backward_op(*[values[n] for n in backward_arg_names(kind)])
-            by_field = dict(zip(grad_names(kind), got))
+            by_field = backward_op_gradients(kind, backward_op, backward_arg_names(kind), grad_names(kind), x, output,
+                                             saved, cells, state_grads)
         # Absent optional inputs (no bias, no projection) get no gradient.
         present = {f: (by_field.get(f) if getattr(x, f) is not None else None) for f in _DIFFERENTIABLE}
         grads = forward_args(kind, LayerInputs(**present, lengths=None, reverse=None, train=None, resets=None,

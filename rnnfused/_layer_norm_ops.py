@@ -39,6 +39,7 @@ from torch import Tensor
 
 from . import reference
 from ._autocast import register_autocast
+from ._autograd import backward_op_gradients, differentiable_gradients, state_gradients
 from ._cells import CELL_KINDS, CellKind, cell_state_dtype
 from ._extension import extension_loaded
 
@@ -183,10 +184,6 @@ def _backward_fake(kind: CellKind):
     return fake
 
 
-def _zeros_if_none(grad: Optional[Tensor], like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
 _DIFFERENTIABLE = ("xg", "h0", "c0", "w_hh", "b_hh", "ln_hh_weight", "ln_c_weight", "ln_c_bias")
 
 
@@ -205,26 +202,15 @@ def _register_autograd(kind: CellKind, forward_op, backward_op) -> None:
     def backward(ctx, *grads):
         *tensors, lengths, resets, zoneout, output, saved, cells = ctx.saved_tensors
         x = LayerNormInputs(*tensors, lengths=lengths, reverse=ctx.reverse, resets=resets, zoneout=zoneout)
-        g = dict(zip(output_names, grads))
-        state_grads = [_zeros_if_none(g["output"], output), _zeros_if_none(g["h_n"], x.h0)]
-        if kind.has_cell_state:
-            state_grads.append(_zeros_if_none(g["c_n"], x.c0))
+        state_grads = state_gradients(kind, dict(zip(output_names, grads)), output, x.h0, x.c0)
         if torch.is_grad_enabled():  # create_graph: differentiable gradients through the reference equations
-            with torch.enable_grad():
-                leaves = {f: getattr(x, f) for f in _DIFFERENTIABLE if getattr(x, f) is not None}
-                leaves = {f: (t if t.requires_grad else t.detach().requires_grad_()) for f, t in leaves.items()}
-                outs = reference_outputs(kind, x._replace(**leaves))
-                got = torch.autograd.grad(outs, list(leaves.values()), state_grads, create_graph=True,
-                                          allow_unused=True)
-            by_field = {f: (torch.zeros_like(leaves[f]) if d is None else d) for f, d in zip(leaves, got)}
+            by_field = differentiable_gradients(lambda y: reference_outputs(kind, y), _DIFFERENTIABLE, x, state_grads)
         elif not ctx.train:
             raise RuntimeError(f"rnnfused::{op_name(kind)} ran with train=False (inference), which keeps nothing for "
                                "backward; call it with train=True to differentiate it")
         else:
-            values = dict(x._asdict(), output=output, saved=saved, cells=cells, grad_output=state_grads[0],
-                          grad_h_n=state_grads[1], grad_c_n=state_grads[2] if kind.has_cell_state else None)
-            got = backward_op(*[values[n] for n in backward_arg_names(kind)])
-            by_field = dict(zip(grad_names(kind), got))
+            by_field = backward_op_gradients(kind, backward_op, backward_arg_names(kind), grad_names(kind), x, output,
+                                             saved, cells, state_grads)
         present = {f: (by_field.get(f) if getattr(x, f) is not None else None) for f in _DIFFERENTIABLE}
         grads = forward_args(kind, LayerNormInputs(**present, lengths=None, reverse=None, train=None))
         return grads[:ctx.num_inputs]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from . import _layer_norm_ops as ln
 from .backends import get_backend
 from ._cells import CellKind
-from .modules import _FusedCellBase, _FusedRNNBase, _onnx_exporting, _SEQUENCE_ARGS, _SEQUENCE_IO
+from .modules import _FusedCellBase, _FusedRNNBase, _no_proj_size, _onnx_exporting, _SEQUENCE_ARGS, _SEQUENCE_IO
 from ._validation import check_cell_inputs
 
 __all__ = ["FusedLayerNormLSTM", "FusedLayerNormGRU", "FusedLayerNormLSTMCell", "FusedLayerNormGRUCell"]
@@ -150,8 +150,7 @@ class FusedLayerNormGRU(_FusedLayerNormRNNBase):
     _MODE = "GRU"
 
     def __init__(self, *args, backend: Optional[str] = None, **kwargs):
-        if "proj_size" in kwargs:
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        _no_proj_size(kwargs)
         super().__init__("GRU", *args, backend=backend, **kwargs)
 
 
