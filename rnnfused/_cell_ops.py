@@ -32,6 +32,7 @@ from ._autocast import register_autocast
 from ._cells import CELL_KINDS, CellKind
 from ._extension import extension, extension_loaded
 from ._inputs import LayerInputs
+from ._transforms import needs_reference_math
 
 __all__ = ["cell_op", "cell_backward_op", "cell_forward_arg_names", "cell_output_names", "cell_backward_arg_names",
            "cell_grad_names", "cell_forward_args", "reference_cell", "cell_step", "CELL_OP_BACKENDS"]
@@ -254,13 +255,15 @@ def cell_step(kind: CellKind, input: Tensor, hx: Tensor, cx: Optional[Tensor], w
         name = backends.resolve_backend(backend, device, dtype)
         if name in CELL_OP_BACKENDS:  # built into rnnfused._C; lazily loaded backends are asked every time
             _RESOLVED[key] = name
+    if needs_reference_math():  # torch.func transforms, forward-mode AD: the ops support neither
+        out = reference_cell(kind, input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+        return out[0], (out[1] if kind.has_cell_state else None)
     if name not in CELL_OP_BACKENDS:  # triton, reference: their sequence op with T = 1
         x = LayerInputs(input.unsqueeze(0), hx, cx, w_ih, w_hh, b_ih, b_hh, None, None, False)
         _, h, c = backends.get_backend(name, device, dtype).run(kind, x)
         return h, c
-    # What must see an op (the op's registered autograd): torch.compile, tracing, autocast, torch.func transforms.
-    needs_op = (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled(device.type)
-                or torch._C._are_functorch_transforms_active())
+    # What must see an op (the op's registered autograd): torch.compile, tracing, autocast.
+    needs_op = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled(device.type)
     if name == "cpu" and not needs_op:
         out = _CPU_EAGER_STEPS[kind.name](input, hx, cx, w_ih, w_hh, b_ih, b_hh)  # (h', [c']); [] = run the op
         if out:

@@ -22,6 +22,7 @@ from . import _extension
 from ._autograd import reference_outputs
 from ._layer_norm_ops import reference_outputs as layer_norm_reference
 from ._backend_base import CustomOpBackend, LayerBackend
+from ._transforms import needs_reference_math
 
 __all__ = ["BACKENDS", "ENV_VAR", "LayerBackend", "resolve_backend", "get_backend", "available_backends",
            "unavailable_reason", "register_backend"]
@@ -191,11 +192,14 @@ def resolve_backend(backend: Optional[str], device: torch.device | str, dtype: t
 
 
 def get_backend(backend: Optional[str], device: torch.device | str, dtype: torch.dtype) -> LayerBackend:
-    """The :class:`LayerBackend` object :func:`resolve_backend` selects (same arguments and errors).
+    """The :class:`LayerBackend` object :func:`resolve_backend` selects (same arguments and errors), except while a
+    torch.func transform or forward-mode AD is in play: then the reference backend, the one that supports them
+    (rnnfused/_transforms.py).
 
     Example::
 
         >>> rnnfused.backends.get_backend("reference", "cpu", torch.float64).name
         'reference'
     """
-    return _REGISTRY[resolve_backend(backend, device, dtype)]
+    name = resolve_backend(backend, device, dtype)
+    return _REGISTRY["reference" if needs_reference_math() else name]
