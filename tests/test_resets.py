@@ -56,11 +56,12 @@ def split_run(ref: nn.RNNBase, x: torch.Tensor, hx, resets: torch.Tensor):
     return out, torch.cat(h_rows, dim=1), (torch.cat(c_rows, dim=1) if has_c else None)
 
 
-def make_pair(cell: str, backend: str, **kwargs):
+def make_pair(cell: str, backend: str, device: str = "cpu", **kwargs):
+    """(nn.* on the CPU: the truth, the fused module on `device`) with the same weights."""
     torch_cls, fused_cls, extra = MODULES[cell]
     torch.manual_seed(0)
     ref = torch_cls(I, H, **extra, **kwargs).double()
-    fused = fused_cls(I, H, **extra, **kwargs, backend=backend).double()
+    fused = fused_cls(I, H, **extra, **kwargs, backend=backend).double().to(device)
     fused.load_state_dict(ref.state_dict())
     return ref, fused
 
@@ -81,7 +82,7 @@ def test_module_matches_segment_split_nn(cell, config, backend, device):
     kwargs = CONFIGS[config]
     if "proj_size" in kwargs and cell != "lstm":
         pytest.skip("proj_size is an LSTM option")
-    ref, fused = make_pair(cell, backend, **kwargs)
+    ref, fused = make_pair(cell, backend, device, **kwargs)
     D, L = 2 if fused.bidirectional else 1, fused.num_layers
     H_out = fused.proj_size or H
     g = torch.Generator().manual_seed(1)
@@ -91,8 +92,11 @@ def test_module_matches_segment_split_nn(cell, config, backend, device):
     hx = (h0, c0) if cell == "lstm" else h0
     resets = resets_tensor()
 
-    out, state = fused(x, hx, resets=resets)
-    got = (out, *state) if cell == "lstm" else (out, state)
+    # On the module's device; .to() and .cpu() are differentiable, so the gradients reach the CPU leaves.
+    on_device = lambda t: t.to(device)  # noqa: E731
+    out, state = fused(on_device(x), tuple(map(on_device, hx)) if cell == "lstm" else on_device(hx),
+                       resets=on_device(resets))
+    got = [t.cpu() for t in ((out, *state) if cell == "lstm" else (out, state))]
     expected = split_run(ref, x, hx, resets)
     for a, e in zip(got, expected):
         torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
@@ -102,21 +106,21 @@ def test_module_matches_segment_split_nn(cell, config, backend, device):
     ref_grads = loss_and_grads(expected, leaves + list(ref.parameters()))
     names = ["input", "h0", "c0"][:len(leaves)] + [n for n, _ in fused.named_parameters()]
     for n, a, e in zip(names, fused_grads, ref_grads):
-        torch.testing.assert_close(a, e, atol=1e-11, rtol=1e-11, msg=lambda m, n=n: f"{n}: {m}")
+        torch.testing.assert_close(a.cpu(), e, atol=1e-11, rtol=1e-11, msg=lambda m, n=n: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "triton"))
 def test_batch_first_and_unbatched_resets(backend, device):
-    ref, fused = make_pair("gru", backend, batch_first=True, num_layers=2)
+    ref, fused = make_pair("gru", backend, device, batch_first=True, num_layers=2)
     x = torch.randn(B, T, I, dtype=torch.float64)
     resets = resets_tensor()
-    out, h_n = fused(x, resets=resets.t().contiguous())  # [B, T] with batch_first
+    out, h_n = (t.cpu() for t in fused(x.to(device), resets=resets.t().contiguous().to(device)))  # [B, T]: batch_first
     want_out, want_h, _ = split_run(ref_time_major(ref), x.transpose(0, 1), torch.zeros(2, B, H, dtype=x.dtype),
                                     resets)
     torch.testing.assert_close(out, want_out.transpose(0, 1), atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(h_n, want_h, atol=1e-12, rtol=1e-12)
     # Unbatched input [T, I] takes resets [T].
-    out1, h1 = fused(x[2], resets=resets[:, 2])
+    out1, h1 = (t.cpu() for t in fused(x[2].to(device), resets=resets[:, 2].to(device)))
     torch.testing.assert_close(out1, want_out[:, 2], atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(h1, want_h[:, 2], atol=1e-12, rtol=1e-12)
 

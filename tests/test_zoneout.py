@@ -80,28 +80,31 @@ def naive_stack(fused, x, hx, masks, lengths=None, resets=None):
     return layer_in, torch.stack(h_n), (torch.stack(c_n) if lstm else None)
 
 
-def drawn_masks(fused, seed, steps=T, batch=B):
-    """The masks the module draws after torch.manual_seed(seed), in its order (layer, then direction)."""
+def drawn_masks(fused, seed, steps=T, batch=B, device="cpu"):
+    """The masks the module draws after torch.manual_seed(seed), in its order (layer, then direction), from the
+    generator of `device` (the module's)."""
     torch.manual_seed(seed)
     p = [fused.zoneout_hidden] + ([fused.zoneout_cell] if isinstance(fused, FusedLSTM) else [])
     p = torch.tensor(p, dtype=torch.float64).view(-1, 1, 1, 1)
     D = 2 if fused.bidirectional else 1
     shape = (p.shape[0], steps, batch, H)
-    return [[(torch.rand(shape, dtype=torch.float64) < p).double() for _ in range(D)]
+    p = p.to(device)
+    return [[(torch.rand(shape, dtype=torch.float64, device=device) < p).double() for _ in range(D)]
             for _ in range(fused.num_layers)]
 
 
-def make(cell, backend="cpu", **kwargs):
+def make(cell, backend="cpu", device="cpu", **kwargs):
     torch.manual_seed(0)
-    return FUSED[cell](I, H, backend=backend, **kwargs).double()
+    return FUSED[cell](I, H, backend=backend, **kwargs).double().to(device)
 
 
 def inputs(cell, fused, seed=1):
+    """x [T, B, I] and the initial state, leaves on the module's device (drawn on the CPU: the same on any device)."""
     g = torch.Generator().manual_seed(seed)
     L = fused.num_layers * (2 if fused.bidirectional else 1)
-    x = torch.randn(T, B, I, generator=g, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(L, B, H, generator=g, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(L, B, H, generator=g, dtype=torch.float64, requires_grad=True)
+    device = next(fused.parameters()).device
+    leaf = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_()  # noqa: E731
+    x, h0, c0 = leaf(T, B, I), leaf(L, B, H), leaf(L, B, H)
     return x, ((h0, c0) if cell == "lstm" else h0)
 
 
@@ -119,11 +122,11 @@ def grads_of(outputs, leaves):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_matches_naive_loop_with_drawn_masks(cell, backend, device):
     kwargs = dict(zoneout_hidden=0.3, zoneout_cell=0.6) if cell == "lstm" else dict(zoneout=0.4)
-    fused = make(cell, backend, num_layers=2, bidirectional=True, **kwargs)
+    fused = make(cell, backend, device, num_layers=2, bidirectional=True, **kwargs)
     x, hx = inputs(cell, fused)
     torch.manual_seed(11)
     got = flat(*fused(x, hx))
-    masks = drawn_masks(fused, 11)
+    masks = drawn_masks(fused, 11, device=device)
     expected = naive_stack(fused, x, hx, masks)
     for a, e in zip(got, expected):
         torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
@@ -135,13 +138,13 @@ def test_training_matches_naive_loop_with_drawn_masks(cell, backend, device):
 @pytest.mark.parametrize("backend,device", backend_params("reference", "cpu", "triton"))
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_eval_is_deterministic_and_uses_p(cell, backend, device):
-    fused = make(cell, backend, bidirectional=True, zoneout=0.25).eval()
+    fused = make(cell, backend, device, bidirectional=True, zoneout=0.25).eval()
     x, hx = inputs(cell, fused)
     first = flat(*fused(x, hx))
     second = flat(*fused(x, hx))
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    p = torch.full((2 if cell == "lstm" else 1, T, B, H), 0.25, dtype=torch.float64)
+    p = torch.full((2 if cell == "lstm" else 1, T, B, H), 0.25, dtype=torch.float64, device=device)
     expected = naive_stack(fused, x, hx, [[p, p]])
     for a, e in zip(first, expected):
         torch.testing.assert_close(a, e, atol=1e-12, rtol=1e-12)
