@@ -27,6 +27,7 @@
 
 #include "../common/cells.h"
 #include "../common/step.h"
+#include "../cpu/recycled_buffers.h"
 #include "../sequence/layer_args.h"
 #include "../sequence/layer_ops.h"
 #include "cell_op_schemas.h"
@@ -78,6 +79,19 @@ CellArgs make_cell_args(const char* name, const at::Tensor& input, const at::Ten
   return a;
 }
 
+// A step's large buffers and its weight gradients: recycled on the CPU (csrc/cpu/recycled_buffers.h: a cell loop asks
+// for the same sizes at every step, and fresh ones page-faulted), plain at::empty elsewhere.
+inline at::Tensor step_empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  return opts.device().is_cpu() ? cpu::recycled_empty(sizes, opts) : at::empty(sizes, opts);
+}
+
+// x · y into a step_empty tensor [x rows, y columns].
+inline at::Tensor step_mm(const at::Tensor& x, const at::Tensor& y) {
+  at::Tensor out = step_empty({x.size(0), y.size(1)}, x.options());
+  at::mm_out(out, x, y);
+  return out;
+}
+
 struct CellForward {
   at::Tensor h;      // [B, H]    h'
   at::Tensor c;      // [B, H]    c' (LSTM), in the input's dtype
@@ -91,7 +105,7 @@ CellForward cell_forward(const CellArgs& a) {
   const auto opts = a.input.options();
   const auto cell_opts = opts.dtype(cell_dtype(a.input.scalar_type()));
 
-  at::Tensor gates = at::empty({2, B, GH}, opts);  // [2, B, G*H]  x W_ihᵀ, h W_hhᵀ (biases: in the pass)
+  at::Tensor gates = step_empty({2, B, GH}, opts);  // [2, B, G*H]  x W_ihᵀ, h W_hhᵀ (biases: in the pass)
   at::Tensor xg = gates.select(0, 0), hg = gates.select(0, 1);
   at::mm_out(xg, a.input, a.w_ih.t());
   at::mm_out(hg, a.hx, a.w_hh.t());
@@ -149,8 +163,8 @@ CellGrads cell_backward(const CellArgs& a, const at::Tensor& grad_h, const at::T
   const auto opts = a.input.options();
   const auto cell_opts = opts.dtype(cell_dtype(a.input.scalar_type()));
 
-  at::Tensor dgx = at::empty({B, GH}, opts);                                       // [B, G*H]
-  at::Tensor dgh = Cell::kSplitRecurrentGrad ? at::empty({B, GH}, opts) : dgx;     // [B, G*H]
+  at::Tensor dgx = step_empty({B, GH}, opts);                                      // [B, G*H]
+  at::Tensor dgh = Cell::kSplitRecurrentGrad ? step_empty({B, GH}, opts) : dgx;    // [B, G*H]
   at::Tensor dh_direct = at::empty({B, H}, opts);                                  // [B, H]
   // A cell has no output besides h', so the pass's "gradient of the output" is zero: dout = grad_h + 0.
   const at::Tensor no_output_grad = at::zeros({B, H}, opts);                       // [B, H]
@@ -187,11 +201,9 @@ CellGrads cell_backward(const CellArgs& a, const at::Tensor& grad_h, const at::T
 
   const auto none = [&opts] { return at::empty({0}, opts); };  // a fresh one per output: outputs must not alias
   CellGrads g;
-  // The weight gradients first: small tensors allocated after them keep the heap top in use when autograd frees
-  // them, so glibc does not trim and re-fault the pages at every step (measured: LSTM B = 1, H = 256 fwd+bwd had
-  // 8x nn's page faults with them allocated last).
-  g.w_ih = mask.weights ? at::mm(dgx.t(), a.input) : none();           // [G*H, I]
-  g.w_hh = mask.weights ? at::mm(dgh.t(), a.hx) : none();              // [G*H, H]
+  // Autograd adds the weight gradients up over the steps and frees them: recycled blocks (step_empty).
+  g.w_ih = mask.weights ? step_mm(dgx.t(), a.input) : none();          // [G*H, I]
+  g.w_hh = mask.weights ? step_mm(dgh.t(), a.hx) : none();             // [G*H, H]
   g.input = mask.input ? at::mm(dgx, a.w_ih) : none();                 // [B, I]
   g.hx = mask.hx ? dh_direct.addmm_(dgh, a.w_hh) : none();             // [B, H]  the part past W_hh + GRU's z·dh'
   g.cx = Cell::kHasCellState ? dc.to(a.input.scalar_type()) : none();  // [B, H]

@@ -6,6 +6,7 @@
 
 #include "cpu_path.h"
 #include "fixed_order_gemm.h"
+#include "recycled_buffers.h"
 #include "scratch.h"
 
 namespace rnnfused {
@@ -24,6 +25,14 @@ void bind_python(pybind11::module_& m) {
   m.def("_cpu_force_path", &force_path, py::arg("path"));
   m.def("_cpu_force_isa", &force_isa, py::arg("isa"));
   m.def("_cpu_force_workers", &force_workers, py::arg("workers"));
+  m.def("_cpu_release_recycled", &release_recycled,
+        "Frees the recycled blocks of the cell steps' buffers now in the free lists (csrc/cpu/recycled_buffers.h); "
+        "returns the bytes");
+  m.def("_cpu_recycled_stats", [] {
+    const RecycledStats s = recycled_stats();
+    return py::dict(py::arg("hits") = s.hits, py::arg("misses") = s.misses, py::arg("cached_bytes") = s.cached_bytes);
+  });
+  m.def("_cpu_set_recycling", &set_recycling, py::arg("enabled"));
   m.def("_cpu_release_scratch", &release_scratch,
         "Frees this thread's reused scratch buffers of the fused CPU path (csrc/cpu/scratch.h); returns the bytes");
   // The thread-count-independent GEMMs of the fused path's big products (tests and benchmarks).
