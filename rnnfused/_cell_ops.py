@@ -262,12 +262,13 @@ def cell_step(kind: CellKind, input: Tensor, hx: Tensor, cx: Optional[Tensor], w
         x = LayerInputs(input.unsqueeze(0), hx, cx, w_ih, w_hh, b_ih, b_hh, None, None, False)
         _, h, c = backends.get_backend(name, device, dtype).run(kind, x)
         return h, c
-    # What must see an op (the op's registered autograd): torch.compile, tracing, autocast.
-    needs_op = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled(device.type)
-    if name == "cpu" and not needs_op:
-        out = _CPU_EAGER_STEPS[kind.name](input, hx, cx, w_ih, w_hh, b_ih, b_hh)  # (h', [c']); [] = run the op
+    if name == "cpu" and not torch.compiler.is_compiling():
+        # (h', [c']), or [] where the op must run: JIT tracing, autocast, dispatch modes, subclasses (checked in C++).
+        out = _CPU_EAGER_STEPS[kind.name](input, hx, cx, w_ih, w_hh, b_ih, b_hh)
         if out:
             return out[0], (out[1] if kind.has_cell_state else None)
+    # What must see an op (the op's registered autograd): torch.compile, tracing, autocast.
+    needs_op = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.is_autocast_enabled(device.type)
     # cell_forward_args, without its per-call dict (this runs at every step of a cell loop)
     args = (input, hx, cx, w_ih, w_hh, b_ih, b_hh) if kind.has_cell_state else (input, hx, w_ih, w_hh, b_ih, b_hh)
     if needs_op:

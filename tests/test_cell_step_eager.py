@@ -158,6 +158,25 @@ def test_dispatch_modes_see_the_op(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_tracing_and_autocast_see_the_op(kind):
+    """Under JIT tracing and CPU autocast the eager step hands the call back (checked in C++), so the trace records
+    the op and autocast's kernel casts."""
+    args = make_args(kind, requires_grad=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _CPU_EAGER_STEPS[kind](*args) == []
+    module, extra = CELLS[kind]
+    cell = module(4, 5, **extra, backend="cpu").double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    traced = torch.jit.trace(cell, (x,), check_trace=False)
+    assert f"rnnfused::{kind}_cell" in str(traced.graph)
+    for a, e in zip(*(out if kind == "lstm" else (out,) for out in (traced(x), cell(x)))):
+        assert torch.equal(a, e)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # (autocast casts float32, not float64)
+        h = cell.float()(x.float())
+    assert (h[0] if kind == "lstm" else h).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_eager_step_rejects_bad_input_naming_the_argument(kind):
     args = list(make_args(kind, requires_grad=False))
     bad = list(args)

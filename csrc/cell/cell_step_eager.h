@@ -5,18 +5,21 @@
 // cells_cpu.md). The math is the single-step op's own (cell_ops.h: cell_forward / cell_backward), so the eager step
 // and the op cannot differ.
 //
-// Used only where nothing needs to see an op (rnnfused/_cell_ops.py::cell_step decides: not while compiling, tracing,
-// under autocast or torch.func transforms, which call the op); inside a TorchDispatchMode or with tensor subclasses
-// the function returns an empty list and the caller runs the op.
+// Used only where nothing needs to see an op: rnnfused/_cell_ops.py::cell_step does not call it while compiling or
+// under torch.func transforms / forward-mode AD, and the function itself returns an empty list (the caller then runs
+// the op) under JIT tracing, CPU autocast, inside a TorchDispatchMode, or with tensor subclasses. Those checks are
+// here because they cost nanoseconds in C++ and about a microsecond per step from Python.
 //
 // Gradients that are differentiable themselves (backward with create_graph=True) go through the op: the step is
 // recomputed with rnnfused::<cell>_cell, whose registered autograd (rnnfused/_cell_ops.py) differentiates the cell's
 // reference equations.
 #pragma once
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/autograd.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/extension.h>
 
 #include <array>
@@ -37,9 +40,11 @@ enum CellArg { kInput, kHx, kCx, kWih, kWhh, kBih, kBhh, kNumCellArgs };
 
 inline at::Tensor value_or_undefined(const std::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); }
 
-// Whether the dispatcher must see this call: a TorchDispatchMode is active or a tensor is not a plain dense one
-// (a subclass, a fake or functorch-wrapped tensor).
+// Whether the dispatcher must see this call: JIT tracing (the trace records ops), CPU autocast (the op's autocast
+// kernel casts), a TorchDispatchMode, or a tensor that is not a plain dense one (a subclass, a fake or
+// functorch-wrapped tensor).
 inline bool needs_dispatcher(std::initializer_list<const at::Tensor*> tensors) {
+  if (torch::jit::tracer::isTracing() || at::autocast::is_autocast_enabled(at::kCPU)) return true;
   if (c10::impl::TorchDispatchModeTLS::stack_len() > 0) return true;
   static const c10::DispatchKeySet plain_keys({c10::DispatchKey::CPU, c10::DispatchKey::AutogradCPU,
                                                c10::DispatchKey::ADInplaceOrView, c10::DispatchKey::AutocastCPU});
