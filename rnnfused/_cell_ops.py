@@ -35,7 +35,7 @@ from ._inputs import LayerInputs
 from ._transforms import needs_reference_math
 
 __all__ = ["cell_op", "cell_backward_op", "cell_forward_arg_names", "cell_output_names", "cell_backward_arg_names",
-           "cell_grad_names", "cell_forward_args", "reference_cell", "cell_step", "CELL_OP_BACKENDS"]
+           "cell_grad_names", "cell_forward_args", "reference_cell", "cell_step", "cpu_module_forward", "CELL_OP_BACKENDS"]
 
 # Backends whose library (rnnfused._C) has the single-step ops.
 CELL_OP_BACKENDS = ("cpu", "cuda")
@@ -211,6 +211,7 @@ class _CellAutograd:
 _FORWARD_OPS: Dict[str, object] = {}
 _EAGER_FUNCTIONS: Dict[str, type] = {}
 _CPU_EAGER_STEPS: Dict[str, object] = {}
+_CPU_MODULE_FORWARDS: Dict[str, object] = {}
 
 
 def _register() -> None:
@@ -224,6 +225,7 @@ def _register() -> None:
         _FORWARD_OPS[kind.name] = formula.forward_op
         _EAGER_FUNCTIONS[kind.name] = formula.eager_function()
         _CPU_EAGER_STEPS[kind.name] = getattr(extension(), f"_cpu_cell_step_{kind.name}")
+        _CPU_MODULE_FORWARDS[kind.name] = getattr(extension(), f"_cpu_cell_step_module_{kind.name}")
 
 
 # ---------------------------------------------------------------------------------------------------- the step
@@ -237,6 +239,29 @@ def _backend_env():
     if _ENV_DATA is None or _ENV_KEY is None:
         return os.environ.get(backends.ENV_VAR)
     return _ENV_DATA.get(_ENV_KEY)
+
+
+# RNNFUSED_BACKEND values (as os.environ._data holds them: bytes on POSIX) that leave the cpu backend to CPU tensors.
+_CPU_DEFAULT_ENV = (None, b"", b"auto", b"cpu", "", "auto", "cpu")
+
+
+def cpu_module_forward(kind: CellKind, backend: Optional[str], input, hx, cx, w_ih: Tensor, w_hh: Tensor,
+                       b_ih: Optional[Tensor], b_hh: Optional[Tensor], input_size: int,
+                       hidden_size: int) -> Optional[list]:
+    """A whole plain ``Fused*Cell`` forward in one C++ call (``rnnfused._C._cpu_cell_step_module_<cell>``,
+    csrc/cell/cell_step_eager.h) where the cpu backend runs it and nothing is special: ``[h', (c')]``, else None (the
+    module's general path then runs: nn's checks and errors, other backends, transforms, compiling). ``hx``/``cx``:
+    the states or None (zeros)."""
+    if backend not in (None, "auto", "cpu") or _backend_env() not in _CPU_DEFAULT_ENV or not _CPU_MODULE_FORWARDS:
+        return None
+    if torch.compiler.is_compiling() or needs_reference_math():
+        return None
+    if not (isinstance(input, Tensor) and (hx is None or isinstance(hx, Tensor))
+            and (cx is None or isinstance(cx, Tensor))):
+        return None
+    # [] where the general path must run (checked in C++: shapes, dtypes, CPU, tracing, autocast, dispatch modes).
+    out = _CPU_MODULE_FORWARDS[kind.name](input, hx, cx, w_ih, w_hh, b_ih, b_hh, input_size, hidden_size)
+    return out or None
 
 
 # (backend argument, RNNFUSED_BACKEND, device, dtype) -> backend name: the selection rule's inputs and its answer,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ._cell_ops import cell_step
+from ._cell_ops import cell_step, cpu_module_forward
 from ._cells import CellKind, cell_kind, cell_state_dtype
 from ._device_lengths import lengths_on_device
 from ._inputs import LayerInputs
@@ -528,6 +528,19 @@ class _FusedCellBase(nn.RNNCellBase):
         """One step, as the nn.*Cell's forward: ``h'`` from ``(input, h)``, or ``(h', c')`` from
         ``(input, (h, c))`` for the LSTM cell (see the class docstring for the shapes)."""
         kind = self._kind
+        if type(self)._step is _FusedCellBase._step:  # the plain cells (subclasses with their own _step: below)
+            w_ih, w_hh, b_ih, b_hh = self._weights()
+            if not kind.has_cell_state:
+                out = cpu_module_forward(kind, self.backend, input, hx, None, w_ih, w_hh, b_ih, b_hh,
+                                         self.input_size, self.hidden_size)
+                if out is not None:
+                    return out[0]
+            elif hx is None or (type(hx) is tuple and len(hx) == 2):
+                h, c = hx if hx is not None else (None, None)
+                out = cpu_module_forward(kind, self.backend, input, h, c, w_ih, w_hh, b_ih, b_hh,
+                                         self.input_size, self.hidden_size)
+                if out is not None:
+                    return out[0], out[1]
         if _onnx_exporting():
             return kind.torch_cell.forward(self, input, hx)  # what the ONNX exporters translate (see _FusedRNNBase)
         if kind.has_cell_state:

@@ -7,6 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnfused import FusedGRUCell, FusedLSTMCell, FusedRNNCell
+from rnnfused import _cell_ops
 from rnnfused._cell_ops import _CPU_EAGER_STEPS, cell_forward_args, cell_op, cell_output_names
 from rnnfused._cells import CELL_KINDS
 
@@ -174,6 +175,82 @@ def test_tracing_and_autocast_see_the_op(kind):
     with torch.autocast("cpu", dtype=torch.bfloat16):  # (autocast casts float32, not float64)
         h = cell.float()(x.float())
     assert (h[0] if kind == "lstm" else h).dtype == torch.bfloat16
+
+
+class _CountCalls:
+    def __init__(self, fn, answer=None):
+        self.fn, self.answer, self.calls = fn, answer, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.fn(*args) if self.answer is None else self.answer
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_module_common_case_is_one_cpp_call(kind, monkeypatch):
+    """A plain cell's forward on CPU tensors is one call of _cpu_cell_step_module_<cell>, bitwise the general path's
+    result, with and without initial states, with gradients."""
+    module, extra = CELLS[kind]
+    cell = module(4, 5, **extra, backend="cpu").double()
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    states = [torch.randn(3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2 if kind == "lstm" else 1)]
+    hx = tuple(states) if kind == "lstm" else states[0]
+    as_list = lambda out: list(out) if kind == "lstm" else [out]  # noqa: E731
+    counted = _CountCalls(_cell_ops._CPU_MODULE_FORWARDS[kind])
+    monkeypatch.setitem(_cell_ops._CPU_MODULE_FORWARDS, kind, counted)
+    fast = [as_list(cell(x, hx)), as_list(cell(x))]
+    assert counted.calls == 2
+    fast_grads = torch.autograd.grad(sum(o.sum() for o in fast[0]), [x, *states, *cell.parameters()])
+    monkeypatch.setitem(_cell_ops._CPU_MODULE_FORWARDS, kind, _CountCalls(None, answer=[]))  # always declines
+    general = [as_list(cell(x, hx)), as_list(cell(x))]
+    general_grads = torch.autograd.grad(sum(o.sum() for o in general[0]), [x, *states, *cell.parameters()])
+    for a, b in zip(sum(fast, []) + list(fast_grads), sum(general, []) + list(general_grads)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("case", ["unbatched", "wrong-input-size", "wrong-dtype-state", "backend-reference",
+                                  "env-reference", "list-state"])
+def test_module_uncommon_cases_take_the_general_path(case, monkeypatch):
+    """Anything but the common case declines (C++ returns [] or Python does not call it): nn's results and errors."""
+    cell = FusedLSTMCell(4, 5).double()
+    ref = torch.nn.LSTMCell(4, 5).double()
+    ref.load_state_dict(cell.state_dict())
+    x, h, c = (torch.randn(3, n, dtype=torch.float64) for n in (4, 5, 5))
+    counted = _CountCalls(_cell_ops._CPU_MODULE_FORWARDS["lstm"])
+    monkeypatch.setitem(_cell_ops._CPU_MODULE_FORWARDS, "lstm", counted)
+    if case == "unbatched":
+        got, want = cell(x[0], (h[0], c[0])), ref(x[0], (h[0], c[0]))
+    elif case == "wrong-input-size":
+        with pytest.raises(RuntimeError, match="input has inconsistent input_size: got 5 expected 4"):
+            cell(h, (h, c))
+        return
+    elif case == "wrong-dtype-state":
+        with pytest.raises(RuntimeError, match="hidden1"):
+            cell(x, (h, c.float()))
+        return
+    elif case == "backend-reference":
+        cell.backend = "reference"
+        got, want = cell(x, (h, c)), ref(x, (h, c))
+        assert counted.calls == 0
+    elif case == "env-reference":
+        monkeypatch.setenv("RNNFUSED_BACKEND", "reference")
+        got, want = cell(x, (h, c)), ref(x, (h, c))
+        assert counted.calls == 0
+    else:
+        got, want = cell(x, [h, c]), ref(x, (h, c))
+        assert counted.calls == 0
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_layer_norm_cells_keep_their_own_step(monkeypatch):
+    from rnnfused import FusedLayerNormLSTMCell
+
+    counted = _CountCalls(_cell_ops._CPU_MODULE_FORWARDS["lstm"])
+    monkeypatch.setitem(_cell_ops._CPU_MODULE_FORWARDS, "lstm", counted)
+    cell = FusedLayerNormLSTMCell(4, 5).double()
+    cell(torch.randn(3, 4, dtype=torch.float64))
+    assert counted.calls == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)

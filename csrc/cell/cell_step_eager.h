@@ -173,13 +173,44 @@ std::vector<at::Tensor> cell_step(const at::Tensor& input, const at::Tensor& hx,
   return out;
 }
 
-// Defines `<prefix><cell>` (e.g. _cpu_cell_step_lstm) for every cell of the registry.
+// A whole Fused*Cell forward in the common case, else [] (the module then runs its general path, which has nn's
+// checks and error texts): batched input [B, I] with B > 0 and I == input_size, hx None (zeros) or [B, H] (LSTM: h
+// and c, both given or both None) with H == hidden_size > 0, one floating dtype throughout, plain CPU tensors. At
+// B = 1 the module's Python around a step (rank, size, dtype and device checks, the backend choice) cost about as
+// much as the step itself.
+template <typename Pointwise, typename Cell>
+std::vector<at::Tensor> cell_module_forward(const at::Tensor& input, const std::optional<at::Tensor>& hx,
+                                            const std::optional<at::Tensor>& cx, const at::Tensor& w_ih,
+                                            const at::Tensor& w_hh, const std::optional<at::Tensor>& b_ih,
+                                            const std::optional<at::Tensor>& b_hh, int64_t input_size,
+                                            int64_t hidden_size) {
+  if (input.dim() != 2 || input.size(0) == 0 || input.size(1) != input_size || hidden_size <= 0) return {};
+  const auto dtype = input.scalar_type();
+  if (!at::isFloatingType(dtype) || w_ih.scalar_type() != dtype || w_hh.scalar_type() != dtype) return {};
+  if (Cell::kHasCellState ? hx.has_value() != cx.has_value() : cx.has_value()) return {};
+  const auto is_state = [&](const at::Tensor& t) {
+    return t.dim() == 2 && t.size(0) == input.size(0) && t.size(1) == hidden_size && t.scalar_type() == dtype;
+  };
+  if ((hx.has_value() && !is_state(*hx)) || (cx.has_value() && !is_state(*cx))) return {};
+  // Everything plain CPU (zeros are made on input's device: only once input is known to be a CPU tensor).
+  if (needs_dispatcher({&input, &w_ih, &w_hh})) return {};
+  const auto zeros = [&] { return at::zeros({input.size(0), hidden_size}, input.options()); };
+  const at::Tensor h = hx.has_value() ? *hx : zeros();
+  const std::optional<at::Tensor> c =
+      Cell::kHasCellState ? std::optional<at::Tensor>(cx.has_value() ? *cx : zeros()) : std::nullopt;
+  return cell_step<Pointwise, Cell>(input, h, c, w_ih, w_hh, b_ih, b_hh);
+}
+
+// Defines `<prefix><cell>` (e.g. _cpu_cell_step_lstm) and `<prefix>module_<cell>` (cell_module_forward) for every cell
+// of the registry.
 template <typename Pointwise>
 void bind_cell_steps(pybind11::module_& m, const std::string& prefix) {
   for_each_cell([&](auto cell) {
     using Cell = decltype(cell);
     m.def((prefix + Cell::kName).c_str(), &cell_step<Pointwise, Cell>,
           "One eager Fused*Cell step without the dispatcher (private; rnnfused/_cell_ops.py::cell_step)");
+    m.def((prefix + "module_" + Cell::kName).c_str(), &cell_module_forward<Pointwise, Cell>,
+          "A Fused*Cell forward in the common case, or [] (private; rnnfused/_cell_ops.py::cpu_module_forward)");
   });
 }
 
