@@ -15,7 +15,9 @@ the cell's reference step (``kind.step``), as for the sequence ops (rnnfused/_au
 registered on the ops (``torch.library.register_autograd``: raw op calls, torch.compile, autocast). Eager cell loops
 skip those layers (:func:`cell_step` picks): on the cpu backend the step is one call of a plain C++ function with its
 own C++ autograd node (``rnnfused._C._cpu_cell_step_<cell>``, csrc/cell/cell_step_eager.h: no argument boxing, no
-dispatcher, no Python autograd.Function); on cuda, the same formula wrapped in a Python ``autograd.Function``.
+dispatcher, no Python autograd.Function); on cuda, the same formula wrapped in a Python ``autograd.Function``. A plain
+cell module's forward in the common case is one C++ call, checks included (:func:`cpu_module_forward`). Under torch.func
+transforms and forward-mode AD, which the ops do not support, a step computes the reference equations.
 """
 from __future__ import annotations
 
