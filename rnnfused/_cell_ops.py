@@ -243,8 +243,21 @@ def _backend_env():
     return _ENV_DATA.get(_ENV_KEY)
 
 
-# RNNFUSED_BACKEND values (as os.environ._data holds them: bytes on POSIX) that leave the cpu backend to CPU tensors.
-_CPU_DEFAULT_ENV = (None, b"", b"auto", b"cpu", "", "auto", "cpu")
+# (backend argument, RNNFUSED_BACKEND) -> whether the selection rule gives CPU tensors the cpu backend: the rule's own
+# answer (backends.resolve_backend), kept because a cell loop asks at every step.
+_CPU_SELECTED: Dict[tuple, bool] = {}
+
+
+def _cpu_backend_selected(backend: Optional[str]) -> bool:
+    key = (backend, _backend_env())
+    selected = _CPU_SELECTED.get(key)
+    if selected is None:
+        try:  # the cpu backend's availability does not depend on the dtype
+            selected = backends.resolve_backend(backend, "cpu", torch.float32) == "cpu"
+        except RuntimeError:
+            selected = False  # the general path raises the rule's error
+        _CPU_SELECTED[key] = selected
+    return selected
 
 
 def cpu_module_forward(kind: CellKind, backend: Optional[str], input, hx, cx, w_ih: Tensor, w_hh: Tensor,
@@ -254,7 +267,7 @@ def cpu_module_forward(kind: CellKind, backend: Optional[str], input, hx, cx, w_
     csrc/cell/cell_step_eager.h) where the cpu backend runs it and nothing is special: ``[h', (c')]``, else None (the
     module's general path then runs: nn's checks and errors, other backends, transforms, compiling). ``hx``/``cx``:
     the states or None (zeros)."""
-    if backend not in (None, "auto", "cpu") or _backend_env() not in _CPU_DEFAULT_ENV or not _CPU_MODULE_FORWARDS:
+    if not _CPU_MODULE_FORWARDS or not _cpu_backend_selected(backend):
         return None
     if torch.compiler.is_compiling() or needs_reference_math():
         return None
