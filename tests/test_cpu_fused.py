@@ -38,8 +38,11 @@ def _isa_param(isa):
 ISA_PARAMS = [_isa_param(i) for i in ISAS]
 
 # Odd shapes: H not a multiple of any vector width, B=1, H=1, T=1, batch tails of every tile height, projection,
-# lengths (PackedSequence) and reverse, no bias.
+# lengths (PackedSequence) and reverse, no bias. B=1 with H=45 (and proj=37) runs the one-row kernel that computes
+# several panels at once (kernel.inc, one_row_panels) and the single-panel loop for the rest.
 PARITY_CASES = [Case(c, B=1, T=4, I=3, H=1) for c in CELLS] + [Case(c, B=5, T=6, I=7, H=37) for c in CELLS] + [
+    Case(c, B=1, T=5, I=6, H=45) for c in CELLS] + [
+    Case("lstm", B=1, T=4, I=5, H=40, proj=37, reverse=True),
     Case("lstm", B=7, T=5, I=4, H=9, proj=5),
     Case("lstm", B=4, T=6, I=3, H=19, proj=11, lengths=(6, 2, 4, 1), reverse=True),
     Case("gru", B=4, T=6, I=5, H=21, lengths=(3, 6, 1, 5), reverse=True),

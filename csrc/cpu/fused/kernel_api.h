@@ -43,8 +43,9 @@ constexpr int64_t panel_count(int64_t n, int64_t units) { return (n + units - 1)
 constexpr int64_t packed_elems(int64_t n, int64_t k, int64_t gates, int64_t width) {
   return panel_count(n, panel_units(width, gates)) * k * gates * panel_units(width, gates);
 }
-// Partial sums of one worker's current panel across K chunks: [B][G·U], G·U ≤ 4W for every GEMM here.
-constexpr int64_t scratch_elems_per_worker(int64_t batch, int64_t width) { return batch * 4 * width; }
+// Partial sums of one worker's current panel across K chunks: [B][G·U], G·U ≤ 4W for every GEMM here; a one-row
+// batch computes up to 4 panels at once (kernel.inc, one_row_panels), so room for [3][4W] ≥ [4][2W], [3][3W], [2][4W].
+constexpr int64_t scratch_elems_per_worker(int64_t batch, int64_t width) { return (batch < 3 ? 3 : batch) * 4 * width; }
 
 // Panels [begin, end) of `panels` owned by worker w of n: contiguous, sizes differing by at most one.
 struct PanelRange {
