@@ -16,7 +16,8 @@ namespace rnnfused {
 namespace cpu {
 
 // bias [N] (or undefined) + a [M, K] · b [K, N] -> [M, N] contiguous; pieces = row blocks of a (M large, K and N
-// moderate: the input projection, dX). a and b may be transposed views.
+// moderate: the input projection, dX), or column blocks of b when M is too small for two row blocks. a and b may be
+// transposed views.
 // `out`: a contiguous [M, N] tensor to write into (e.g. a scratch buffer), or undefined for a new one.
 at::Tensor fixed_order_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = at::Tensor(),
                           at::Tensor out = at::Tensor());
