@@ -94,9 +94,12 @@ def test_gradients_in_recycled_blocks_are_ordinary_tensors():
     buffer.seek(0)
     assert torch.equal(torch.load(buffer), grad)
     expected = grad.clone()
-    grad.resize_(2 * grad.numel())  # grows through the same allocator
-    assert torch.equal(grad[: expected.numel()].view_as(expected), expected)
-    assert torch.equal(torch.from_numpy(grad.numpy()), grad)  # (numpy sharing makes a storage non-resizable)
+    n = expected.numel()
+    grad.resize_(2 * n)  # grows through the same allocator
+    assert torch.equal(grad[:n].view_as(expected), expected)
+    grad[n:].zero_()  # the grown half is uninitialised memory: it may hold NaN bit patterns, which equal() rejects
+    array = grad.numpy()  # (numpy sharing makes a storage non-resizable)
+    assert array.ctypes.data == grad.data_ptr() and torch.equal(torch.from_numpy(array), grad)
     cell.zero_grad()  # set_to_none: the block goes back to its list
 
 
