@@ -258,6 +258,55 @@ def test_fused_bitwise_identical_for_any_team_size(workers):
         assert torch.equal(a, b), f"{workers} workers: tensor {i} differs"
 
 
+# ------------------------------------------------------------------------------------------------ the big GEMMs
+# (M, K, N): panel tails (N not a multiple of any panel width), row tails of every tile height and of the 48-row
+# blocks, one row, one column, K = 0 (zeros) and K longer than one L1 chunk.
+MATMUL_SHAPES = [(1, 1, 1), (7, 3, 5), (50, 33, 70), (97, 130, 65), (5, 0, 9), (130, 700, 17)]
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("a_transposed", [False, True], ids=["a_b", "at_b"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matmul_matches_torch_float64(shape, a_transposed, isa):
+    """The kernels' GEMM (kernel.inc, matmul) behind the input projection's backward (dX) and the weight gradients
+    (Σ_t dgates_tᵀ x_t): a · b and aᵀ · b, with b a transposed weight view as the runner passes it."""
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(M * 1000 + K * 10 + N)
+    a = torch.randn((K, M) if a_transposed else (M, K), generator=gen, dtype=torch.float64)
+    w = torch.randn(N, K, generator=gen, dtype=torch.float64)
+    with _cpu._forced(isa=isa):
+        got = extension()._cpu_matmul(a, a_transposed, w.t())
+    want = (a.t() if a_transposed else a) @ w.t()
+    assert got.shape == (M, N)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("a_transposed", [False, True], ids=["a_b", "at_b"])
+def test_matmul_bitwise_identical_for_any_team_size(a_transposed):
+    """Workers share (row block, panel) pairs after packing B together: any team gives the one-worker bits."""
+    a = torch.randn((130, 97) if a_transposed else (97, 130))
+    b = torch.randn(130, 70)
+    with _cpu._forced(workers=1):
+        base = extension()._cpu_matmul(a, a_transposed, b)
+    for workers in (2, 3, 7, 64):
+        with _cpu._forced(workers=workers):
+            assert torch.equal(extension()._cpu_matmul(a, a_transposed, b), base), f"{workers} workers"
+
+
+def test_matmul_rejects_bad_operands_clearly():
+    a, b = torch.randn(4, 3), torch.randn(3, 5)
+    with pytest.raises(RuntimeError, match="2-D"):
+        extension()._cpu_matmul(a[0], False, b)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        extension()._cpu_matmul(a, False, b.double())
+    with pytest.raises(RuntimeError, match="must have 3 rows"):
+        extension()._cpu_matmul(a, False, b[:2])
+    with pytest.raises(RuntimeError, match="must have 4 rows"):
+        extension()._cpu_matmul(a, True, b)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        extension()._cpu_matmul(a.t(), False, torch.randn(4, 2))
+
+
 def test_fused_inside_a_parallel_region_runs_inline():
     """Called from inside an at::parallel_for region the op must not start a team (it would deadlock or
     oversubscribe): it runs on the calling thread and gives the same bits."""

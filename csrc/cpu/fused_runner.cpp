@@ -6,7 +6,7 @@
 
 #include "../common/cells.h"
 #include "cpu_path.h"
-#include "fixed_order_gemm.h"
+#include "fixed_order.h"
 #include "fused/kernel_api.h"
 #include "scratch.h"
 
@@ -57,6 +57,19 @@ void isa_backward(Isa isa, const fused::BackwardArgs<T>& args, const Team& team)
       break;
   }
   fused::portable::backward<Cell, T>(args, team);
+}
+
+template <typename T>
+void isa_matmul(Isa isa, const fused::MatmulArgs<T>& args, const Team& team) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return fused::avx512::matmul<T>(args, team);
+    case Isa::kAvx2:
+      return fused::avx2::matmul<T>(args, team);
+    case Isa::kPortable:
+      break;
+  }
+  fused::portable::matmul<T>(args, team);
 }
 
 // Runs fn(team) on every thread of a team of `workers` logical workers (see SpinBarrier for why any team size
@@ -112,6 +125,42 @@ int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t pane
   return std::max<int64_t>(1, std::min({threads, panels, by_work}));
 }
 
+at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "rnnfused: matmul takes 2-D a and b, got ", a.dim(), "-D and ", b.dim(), "-D");
+  TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "rnnfused: matmul runs on the CPU");
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() && (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
+              "rnnfused: matmul takes float32 or float64 a and b of one dtype, got ", a.scalar_type(), " and ",
+              b.scalar_type());
+  TORCH_CHECK(a.is_contiguous(), "rnnfused: matmul's a must be contiguous");
+  TORCH_CHECK(a.size(a_transposed ? 0 : 1) == b.size(0), "rnnfused: matmul's b must have ", a.size(a_transposed ? 0 : 1),
+              " rows (the depth of a", a_transposed ? "ᵀ" : "", "), got ", b.size(0));
+  const Isa isa = active_isa();
+  const int64_t M = a.size(a_transposed ? 1 : 0), K = a.size(a_transposed ? 0 : 1), N = b.size(1);
+  const bool is_double = a.scalar_type() == at::kDouble;
+  const int64_t W = vector_width(isa, is_double);
+  at::Tensor out = at::empty({M, N}, a.options());
+  if (M == 0 || N == 0) return out;
+  const at::Tensor packed = scratch(ScratchSlot::kPackedGemmOperand, {fused::matmul_packed_elems(N, K, W)}, a.options());
+  const int64_t U = W * fused::kMatmulUnitBlocks;
+  const int64_t pairs = fused::panel_count(M, fused::kProjectionRows) * fused::panel_count(N, U);
+  const int64_t workers = team_workers(M, N, K, pairs);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnfused_fused_matmul", [&] {
+    fused::MatmulArgs<scalar_t> args;
+    args.M = M;
+    args.K = K;
+    args.N = N;
+    args.a = a.data_ptr<scalar_t>();
+    args.a_transposed = a_transposed;
+    args.b = b.data_ptr<scalar_t>();
+    args.b_k_stride = b.stride(0);
+    args.b_n_stride = b.stride(1);
+    args.out = out.data_ptr<scalar_t>();
+    args.packed = ptr<scalar_t>(packed);
+    run_team(workers, [&](const Team& team) { isa_matmul<scalar_t>(isa, args, team); });
+  });
+  return out;
+}
+
 template <typename Cell>
 ForwardResult fused_forward(const LayerArgs& a) {
   constexpr int64_t G = Cell::kGates, S = Cell::kSaved;
@@ -124,10 +173,11 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const int64_t panels = fused::panel_count(H, fused::panel_units(W, G));
   const int64_t workers = team_workers(B, GH, H_out, panels);
 
-  // [T, B, G*H]  input projection of every step with b_ih: one GEMM.
-  const at::Tensor xg = fixed_order_mm(a.input.view({T * B, a.I}), a.w_ih.t(), a.b_ih,
-                                       scratch(ScratchSlot::kInputGates, {T * B, GH}, opts));
+  // The input projection of every step (the kernel's workers fill it, each its own panels; kernel_api.h).
+  const at::Tensor xg = scratch(ScratchSlot::kInputGates, {fused::projection_elems(H, T * B, G, W)}, opts);
+  const at::Tensor b_ih = a.b_ih.defined() ? a.b_ih : at::zeros({GH}, opts);  // [G*H]
   const at::Tensor b_hh = a.b_hh.defined() ? a.b_hh : at::zeros({GH}, opts);  // [G*H]
+  const at::Tensor packed_ih = scratch(ScratchSlot::kPackedInputWeights, {fused::packed_elems(H, a.I, G, W)}, opts);
 
   ForwardResult r;
   r.output = at::empty({T, B, H_out}, opts);
@@ -143,6 +193,10 @@ ForwardResult fused_forward(const LayerArgs& a) {
     using T_ = scalar_t;
     fused::ForwardArgs<T_> args;
     static_cast<fused::Sweep&>(args) = sweep_of(a);
+    args.input_size = a.I;
+    args.x = a.input.data_ptr<T_>();
+    args.w_ih = a.w_ih.data_ptr<T_>();
+    args.b_ih = b_ih.data_ptr<T_>();
     args.xg = xg.data_ptr<T_>();
     args.w_hh = a.w_hh.data_ptr<T_>();
     args.b_hh = b_hh.data_ptr<T_>();
@@ -155,6 +209,7 @@ ForwardResult fused_forward(const LayerArgs& a) {
     args.cell_out = ptr<T_>(cell_out);
     args.saved = ptr<T_>(r.saved);
     args.cells = ptr<T_>(r.cells);
+    args.packed_ih = ptr<T_>(packed_ih);
     args.packed = ws.packed.data_ptr<T_>();
     args.packed_proj = ptr<T_>(ws.packed_proj);
     args.scratch = ws.sums.data_ptr<T_>();
@@ -235,11 +290,11 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
   const at::Tensor dgx2d = dgx.view({T * B, GH});
   const at::Tensor dgh2d = dgh.view({T * B, GH});
   BackwardResult g;
-  g.grad_input = fixed_order_mm(dgx2d, a.w_ih).view({T, B, a.I});
+  g.grad_input = fused_matmul(dgx2d, false, a.w_ih).view({T, B, a.I});
   g.grad_h0 = grad_h0;
   g.grad_c0 = lstm ? dc : at::Tensor();
-  g.grad_w_ih = fixed_order_mm_tn(dgx2d, a.input.view({T * B, a.I}));
-  g.grad_w_hh = fixed_order_mm_tn(dgh2d, h_prev.view({T * B, H_out}));
+  g.grad_w_ih = fused_matmul(dgx2d, true, a.input.view({T * B, a.I}));
+  g.grad_w_hh = fused_matmul(dgh2d, true, h_prev.view({T * B, H_out}));
   g.grad_b_ih = fixed_order_column_sum(dgx2d);
   g.grad_b_hh = Cell::kSplitRecurrentGrad ? fixed_order_column_sum(dgh2d) : g.grad_b_ih.clone();
   if (proj) {
@@ -251,7 +306,7 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
       at::Tensor out = cell_outputs.narrow(0, r0, rows);
       at::mul_out(out, sigma_o.narrow(0, r0, rows), cells.narrow(0, r0, rows).tanh());
     });
-    g.grad_w_hr = fixed_order_mm_tn(dh_seq.view({T * B, H_out}), cell_outputs);
+    g.grad_w_hr = fused_matmul(dh_seq.view({T * B, H_out}), true, cell_outputs);
   }
   return g;
 }

@@ -1,6 +1,6 @@
-// The torch side of the fused CPU path: allocations, the big GEMMs outside the recurrence (input projection before
-// it; dX, dW_ih, dW_hh, dW_hr and the bias gradients after the reverse sweep, as the step-wise driver does), and one
-// team of threads per call that runs the whole recurrence in the ISA-specific kernels (csrc/cpu/fused/).
+// The torch side of the fused CPU path: allocations, the big GEMMs after the reverse sweep (dX, dW_ih, dW_hh, dW_hr
+// in the kernels' matmul; the bias gradients), and one team of threads per call that runs the whole recurrence, the
+// input projection before it included, in the ISA-specific kernels (csrc/cpu/fused/).
 //
 // Threads: the team is one at::parallel_for over the logical workers (torch's OpenMP pool, at::get_num_threads()),
 // started once per call, not per step. Inside an existing parallel region, with one thread, or when the work per
@@ -24,6 +24,11 @@ BackwardResult fused_backward(const LayerArgs& a, const at::Tensor& grad_output,
 // Logical workers of the team for a GEMM of `batch` rows, `outputs` columns and depth `depth` per step, whose output
 // units come in `panels` panels (one worker per panel at most).
 int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t panels);
+
+// [M, N] = A · B with the fused kernels' GEMM (kernel.inc, matmul) on a team of threads: A = a [M, K] contiguous, or
+// aᵀ for a contiguous a [K, M] when a_transposed; b is B [K, N], any strides; float32/float64. The bits do not depend
+// on the thread count.
+at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor& b);
 
 }  // namespace cpu
 }  // namespace rnnfused

@@ -5,7 +5,7 @@
 #include <exception>
 
 #include "cpu_path.h"
-#include "fixed_order_gemm.h"
+#include "fused_runner.h"
 #include "recycled_buffers.h"
 #include "scratch.h"
 
@@ -35,9 +35,8 @@ void bind_python(pybind11::module_& m) {
   m.def("_cpu_set_recycling", &set_recycling, py::arg("enabled"));
   m.def("_cpu_release_scratch", &release_scratch,
         "Frees this thread's reused scratch buffers of the fused CPU path (csrc/cpu/scratch.h); returns the bytes");
-  // The thread-count-independent GEMMs of the fused path's big products (tests and benchmarks).
-  m.def("_fixed_order_mm", [](const at::Tensor& a, const at::Tensor& b) { return fixed_order_mm(a, b); });
-  m.def("_fixed_order_mm_tn", [](const at::Tensor& a, const at::Tensor& b) { return fixed_order_mm_tn(a, b); });
+  // The fused path's GEMM of its big products (tests and benchmarks): a · b, or aᵀ · b.
+  m.def("_cpu_matmul", &fused_matmul, py::arg("a"), py::arg("a_transposed"), py::arg("b"));
   // Calls fn on this thread from inside an at::parallel_for region (the other chunk idles): how a test sees that
   // the fused path runs inline there instead of starting a second team.
   m.def("_run_in_parallel_region", [](const py::function& fn) {

@@ -17,11 +17,13 @@ namespace rnnfused {
 namespace cpu {
 
 enum class ScratchSlot : int {
-  kInputGates = 0,      // forward: x W_ihᵀ + b_ih of every step        [T, B, G*H]
+  kInputGates = 0,      // forward: x W_ihᵀ of every step, in panels    (fused/kernel_api.h, ForwardArgs::xg)
   kGateGrads,           // backward: dL/d(input pre-activations)         [T, B, G*H]
   kRecurrentGateGrads,  // backward: dL/d(recurrent pre-activations), GRU [T, B, G*H]
+  kPackedInputWeights,  // forward: W_ih in panels
   kPackedWeights,       // W_hh in panels (forward: rows, backward: columns)
   kPackedProjection,    // W_hr in panels (LSTM proj_size)
+  kPackedGemmOperand,   // backward: the B operand of dL/dx and of the weight gradients, in panels
   kWorkerSums,          // the workers' partial sums of their current panel
   kCount
 };

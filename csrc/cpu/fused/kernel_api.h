@@ -4,8 +4,9 @@
 // slice of hidden units for all T steps, packs its rows of W_hh (all gates of its units) once per call into panels
 // that stay cache-resident, and per step computes its units' gate pre-activations with a register-blocked
 // micro-kernel and applies the cell math (csrc/common/cell_math.h) while the tile is hot; the workers meet once per
-// step at a spin barrier (twice with a projection). The torch-side runner (fused_runner.cpp) allocates, does the big
-// GEMMs and starts the team; the kernels here are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp,
+// step at a spin barrier (twice with a projection). Before the sweep each worker computes the input projection of its
+// own units for every step (the same micro-kernel over all T·B rows). The torch-side runner (fused_runner.cpp)
+// allocates, does backward's big GEMMs and starts the team; the kernels here are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp,
 // isa_portable.cpp) from the same source (kernel.inc).
 //
 // Torch-free. T is float or double (storage = arithmetic type; 16-bit dtypes take the step-wise path).
@@ -46,6 +47,13 @@ constexpr int64_t packed_elems(int64_t n, int64_t k, int64_t gates, int64_t widt
 // Partial sums of one worker's current panel across K chunks: [B][G·U], G·U ≤ 4W for every GEMM here; a one-row
 // batch computes up to 4 panels at once (kernel.inc, one_row_panels), so room for [3][4W] ≥ [4][2W], [3][3W], [2][4W].
 constexpr int64_t scratch_elems_per_worker(int64_t batch, int64_t width) { return (batch < 3 ? 3 : batch) * 4 * width; }
+// The input projection of M = T·B rows, panel-major as the recurrence reads it: [panels][M][G·U].
+constexpr int64_t projection_elems(int64_t n, int64_t rows, int64_t gates, int64_t width) {
+  return panel_count(n, panel_units(width, gates)) * rows * gates * panel_units(width, gates);
+}
+
+// Rows per block of the GEMMs over all T·B rows (kernel.inc, big GEMMs): a multiple of every tile height.
+constexpr int64_t kProjectionRows = 48;
 
 // Panels [begin, end) of `panels` owned by worker w of n: contiguous, sizes differing by at most one.
 struct PanelRange {
@@ -66,13 +74,18 @@ struct Sweep {
 
 template <typename T>
 struct ForwardArgs : Sweep {
-  const T* xg = nullptr;     // [T, B, G*H]  x W_ihᵀ + b_ih for every step
+  int64_t input_size = 0;    // I
+  const T* x = nullptr;      // [T, B, I]    the layer's input
+  const T* w_ih = nullptr;   // [G*H, I]
+  const T* b_ih = nullptr;   // [G*H]        zeros when the layer has no bias
   const T* w_hh = nullptr;   // [G*H, H_out]
   const T* b_hh = nullptr;   // [G*H]        zeros when the layer has no bias
   const T* w_hr = nullptr;   // [H_out, H]   projection (LSTM proj_size) or nullptr
   const T* h0 = nullptr;     // [B, H_out]
   const T* c0 = nullptr;     // [B, H]       LSTM
 
+  T* xg = nullptr;        // projection_elems(H, T·B, G, W): x_t W_ihᵀ of every step (no bias) as [panel][t·B + b][G·U],
+                          //   each worker fills its own panels
   T* output = nullptr;    // [T, B, H_out]  zero on padded steps
   T* h_state = nullptr;   // [2, B, H_out]  running state, double-buffered; step s writes buffer s % 2
   T* c_state = nullptr;   // [2, B, H]      LSTM cell state when not training (cells == nullptr), same scheme
@@ -80,6 +93,7 @@ struct ForwardArgs : Sweep {
   T* saved = nullptr;     // [T, B, S*H]    activations for backward; nullptr in inference
   T* cells = nullptr;     // [T, B, H]      c_t (LSTM); nullptr in inference
 
+  T* packed_ih = nullptr;    // packed_elems(H, I, G, W)        W_ih panels
   T* packed = nullptr;       // packed_elems(H, H_out, G, W)    W_hh panels
   T* packed_proj = nullptr;  // packed_elems(H_out, H, 1, W)    W_hr panels (proj only)
   T* scratch = nullptr;      // [workers, scratch_elems_per_worker(B, W)]
@@ -111,9 +125,26 @@ struct BackwardArgs : Sweep {
   T* scratch = nullptr;      // [workers, scratch_elems_per_worker(B, W)]
 };
 
+// out[M, N] = A · B with A = a [M, K] (row-major), or with a_transposed A = aᵀ for a [K, M]; B(k, n) =
+// b[k·b_k_stride + n·b_n_stride]. Backward's dL/dx = dgates · W_ih and weight gradients Σ_t dgates_tᵀ · x_t.
+constexpr int64_t kMatmulUnitBlocks = 4;  // vectors per panel of matmul's B (kernel.inc)
+constexpr int64_t matmul_packed_elems(int64_t n, int64_t k, int64_t width) {
+  return panel_count(n, width * kMatmulUnitBlocks) * k * width * kMatmulUnitBlocks;
+}
+template <typename T>
+struct MatmulArgs {
+  int64_t M = 0, K = 0, N = 0;
+  const T* a = nullptr;
+  bool a_transposed = false;
+  const T* b = nullptr;
+  int64_t b_k_stride = 0, b_n_stride = 0;
+  T* out = nullptr;     // [M, N]
+  T* packed = nullptr;  // matmul_packed_elems(N, K, W)  B's column panels
+};
+
 // ------------------------------------------------------------------------------------------------ entry points
 // One set per ISA, each in its own file compiled for that ISA. forward/backward run the workers team.first ..
-// team.last - 1 over all steps (every thread of the team calls it). vector_width: W for float (false) / double.
+// team.last - 1 over all steps (every thread of the team calls it); matmul likewise shares one product. vector_width: W for float (false) / double.
 #define RNNF_DECLARE_FUSED_ISA(ns)                                       \
   namespace ns {                                                         \
   bool compiled();                                                       \
@@ -122,6 +153,8 @@ struct BackwardArgs : Sweep {
   void forward(const ForwardArgs<T>& args, const Team& team);           \
   template <typename Cell, typename T>                                   \
   void backward(const BackwardArgs<T>& args, const Team& team);         \
+  template <typename T>                                                  \
+  void matmul(const MatmulArgs<T>& args, const Team& team);             \
   }
 
 RNNF_DECLARE_FUSED_ISA(avx512)
