@@ -140,7 +140,11 @@ at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor
   const int64_t W = vector_width(isa, is_double);
   at::Tensor out = at::empty({M, N}, a.options());
   if (M == 0 || N == 0) return out;
-  const at::Tensor packed = scratch(ScratchSlot::kPackedGemmOperand, {fused::matmul_packed_elems(N, K, W)}, a.options());
+  const int64_t depth = a_transposed ? std::min(K, fused::kMatmulDepthChunk) : K;  // rows of B per chunk
+  const at::Tensor packed = scratch(ScratchSlot::kPackedGemmOperand, {fused::matmul_packed_elems(N, depth, W)},
+                                    a.options());
+  const at::Tensor packed_a =
+      a_transposed ? scratch(ScratchSlot::kPackedGemmRows, {M * depth}, a.options()) : at::Tensor();  // [M, depth]
   const int64_t U = W * fused::kMatmulUnitBlocks;
   const int64_t pairs = fused::panel_count(M, fused::kProjectionRows) * fused::panel_count(N, U);
   const int64_t workers = team_workers(M, N, K, pairs);
@@ -156,6 +160,7 @@ at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor
     args.b_n_stride = b.stride(1);
     args.out = out.data_ptr<scalar_t>();
     args.packed = ptr<scalar_t>(packed);
+    args.packed_a = ptr<scalar_t>(packed_a);
     run_team(workers, [&](const Team& team) { isa_matmul<scalar_t>(isa, args, team); });
   });
   return out;

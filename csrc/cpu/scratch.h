@@ -24,6 +24,7 @@ enum class ScratchSlot : int {
   kPackedWeights,       // W_hh in panels (forward: rows, backward: columns)
   kPackedProjection,    // W_hr in panels (LSTM proj_size)
   kPackedGemmOperand,   // backward: the B operand of dL/dx and of the weight gradients, in panels
+  kPackedGemmRows,      // backward: a chunk of the weight gradients' A = dgatesᵀ, row-major
   kWorkerSums,          // the workers' partial sums of their current panel
   kCount
 };

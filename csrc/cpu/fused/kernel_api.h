@@ -127,7 +127,8 @@ struct BackwardArgs : Sweep {
 
 // out[M, N] = A · B with A = a [M, K] (row-major), or with a_transposed A = aᵀ for a [K, M]; B(k, n) =
 // b[k·b_k_stride + n·b_n_stride]. Backward's dL/dx = dgates · W_ih and weight gradients Σ_t dgates_tᵀ · x_t.
-constexpr int64_t kMatmulUnitBlocks = 4;  // vectors per panel of matmul's B (kernel.inc)
+constexpr int64_t kMatmulUnitBlocks = 4;    // vectors per panel of matmul's B (kernel.inc)
+constexpr int64_t kMatmulDepthChunk = 256;  // rows of a per chunk when A = aᵀ (the weight gradients' Σ over T·B)
 constexpr int64_t matmul_packed_elems(int64_t n, int64_t k, int64_t width) {
   return panel_count(n, width * kMatmulUnitBlocks) * k * width * kMatmulUnitBlocks;
 }
@@ -139,7 +140,8 @@ struct MatmulArgs {
   const T* b = nullptr;
   int64_t b_k_stride = 0, b_n_stride = 0;
   T* out = nullptr;     // [M, N]
-  T* packed = nullptr;  // matmul_packed_elems(N, K, W)  B's column panels
+  T* packed = nullptr;    // matmul_packed_elems(N, min(K, kMatmulDepthChunk) if a_transposed else K, W): B's panels
+  T* packed_a = nullptr;  // [M, min(K, kMatmulDepthChunk)]  a chunk of aᵀ (a_transposed only)
 };
 
 // ------------------------------------------------------------------------------------------------ entry points
