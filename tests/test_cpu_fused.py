@@ -260,8 +260,9 @@ def test_fused_bitwise_identical_for_any_team_size(workers):
 
 # ------------------------------------------------------------------------------------------------ the big GEMMs
 # (M, K, N): panel tails (N not a multiple of any panel width), row tails of every tile height and of the 48-row
-# blocks, one row, one column, K = 0 (zeros) and K longer than one L1 chunk.
-MATMUL_SHAPES = [(1, 1, 1), (7, 3, 5), (50, 33, 70), (97, 130, 65), (5, 0, 9), (130, 700, 17)]
+# blocks, one row, one column, K = 0 (zeros), K longer than one L1 chunk, and K over several of aᵀ·b's 256-row
+# chunks with full and partial panels (N = 70: two full AVX-512 float64 panels and a tail).
+MATMUL_SHAPES = [(1, 1, 1), (7, 3, 5), (50, 33, 70), (97, 130, 65), (5, 0, 9), (130, 700, 17), (50, 520, 70)]
 
 
 @pytest.mark.parametrize("isa", ISA_PARAMS)
