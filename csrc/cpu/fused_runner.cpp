@@ -126,16 +126,17 @@ int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t pane
 }
 
 at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor& b) {
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "rnnfused: matmul takes 2-D a and b, got ", a.dim(), "-D and ", b.dim(), "-D");
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "rnnfused: matmul takes 2-D a and b, got ", a.dim(), "-D and ", b.dim(),
+              "-D");
   TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "rnnfused: matmul runs on the CPU");
   TORCH_CHECK(a.scalar_type() == b.scalar_type() && (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
               "rnnfused: matmul takes float32 or float64 a and b of one dtype, got ", a.scalar_type(), " and ",
               b.scalar_type());
   TORCH_CHECK(a.is_contiguous(), "rnnfused: matmul's a must be contiguous");
-  TORCH_CHECK(a.size(a_transposed ? 0 : 1) == b.size(0), "rnnfused: matmul's b must have ", a.size(a_transposed ? 0 : 1),
-              " rows (the depth of a", a_transposed ? "ᵀ" : "", "), got ", b.size(0));
-  const Isa isa = active_isa();
   const int64_t M = a.size(a_transposed ? 1 : 0), K = a.size(a_transposed ? 0 : 1), N = b.size(1);
+  TORCH_CHECK(K == b.size(0), "rnnfused: matmul's b must have ", K, " rows (the depth of a", a_transposed ? "ᵀ" : "",
+              "), got ", b.size(0));
+  const Isa isa = active_isa();
   const bool is_double = a.scalar_type() == at::kDouble;
   const int64_t W = vector_width(isa, is_double);
   at::Tensor out = at::empty({M, N}, a.options());
@@ -145,8 +146,8 @@ at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor
                                     a.options());
   const at::Tensor packed_a =
       a_transposed ? scratch(ScratchSlot::kPackedGemmRows, {M * depth}, a.options()) : at::Tensor();  // [M, depth]
-  const int64_t U = W * fused::kMatmulUnitBlocks;
-  const int64_t pairs = fused::panel_count(M, fused::kProjectionRows) * fused::panel_count(N, U);
+  const int64_t pairs =
+      fused::panel_count(M, fused::kGemmRowBlock) * fused::panel_count(N, fused::matmul_panel_units(W));
   const int64_t workers = team_workers(M, N, K, pairs);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnfused_fused_matmul", [&] {
     fused::MatmulArgs<scalar_t> args;

@@ -6,8 +6,8 @@
 // micro-kernel and applies the cell math (csrc/common/cell_math.h) while the tile is hot; the workers meet once per
 // step at a spin barrier (twice with a projection). Before the sweep each worker computes the input projection of its
 // own units for every step (the same micro-kernel over all T·B rows). The torch-side runner (fused_runner.cpp)
-// allocates, does backward's big GEMMs and starts the team; the kernels here are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp,
-// isa_portable.cpp) from the same source (kernel.inc).
+// allocates, starts the team, and after backward's sweep runs the big GEMMs (matmul, on a team too); the kernels here
+// are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp, isa_portable.cpp) from the same source (kernel.inc).
 //
 // Torch-free. T is float or double (storage = arithmetic type; 16-bit dtypes take the step-wise path).
 // Sizes: T steps, B batch, H hidden, G gates, S saved values per unit, H_out = proj_size with w_hr, else H.
@@ -47,13 +47,14 @@ constexpr int64_t packed_elems(int64_t n, int64_t k, int64_t gates, int64_t widt
 // Partial sums of one worker's current panel across K chunks: [B][G·U], G·U ≤ 4W for every GEMM here; a one-row
 // batch computes up to 4 panels at once (kernel.inc, one_row_panels), so room for [3][4W] ≥ [4][2W], [3][3W], [2][4W].
 constexpr int64_t scratch_elems_per_worker(int64_t batch, int64_t width) { return (batch < 3 ? 3 : batch) * 4 * width; }
-// The input projection of M = T·B rows, panel-major as the recurrence reads it: [panels][M][G·U].
+// The input projection of M = T·B rows, panel-major as the recurrence reads it: [panels][M][G·U], i.e. the panel
+// geometry of W_ih with the rows in place of K.
 constexpr int64_t projection_elems(int64_t n, int64_t rows, int64_t gates, int64_t width) {
-  return panel_count(n, panel_units(width, gates)) * rows * gates * panel_units(width, gates);
+  return packed_elems(n, rows, gates, width);
 }
 
-// Rows per block of the GEMMs over all T·B rows (kernel.inc, big GEMMs): a multiple of every tile height.
-constexpr int64_t kProjectionRows = 48;
+// Rows per block of the big GEMMs (kernel.inc: the projection's T·B rows, matmul's M): a multiple of every tile height.
+constexpr int64_t kGemmRowBlock = 48;
 
 // Panels [begin, end) of `panels` owned by worker w of n: contiguous, sizes differing by at most one.
 struct PanelRange {
@@ -84,8 +85,8 @@ struct ForwardArgs : Sweep {
   const T* h0 = nullptr;     // [B, H_out]
   const T* c0 = nullptr;     // [B, H]       LSTM
 
-  T* xg = nullptr;        // projection_elems(H, T·B, G, W): x_t W_ihᵀ of every step (no bias) as [panel][t·B + b][G·U],
-                          //   each worker fills its own panels
+  T* xg = nullptr;        // projection_elems(H, T·B, G, W): x_t W_ihᵀ of every step (no bias) as
+                          //   [panel][t·B + b][G·U], each worker fills its own panels
   T* output = nullptr;    // [T, B, H_out]  zero on padded steps
   T* h_state = nullptr;   // [2, B, H_out]  running state, double-buffered; step s writes buffer s % 2
   T* c_state = nullptr;   // [2, B, H]      LSTM cell state when not training (cells == nullptr), same scheme
@@ -125,13 +126,16 @@ struct BackwardArgs : Sweep {
   T* scratch = nullptr;      // [workers, scratch_elems_per_worker(B, W)]
 };
 
+// matmul's B panels: kMatmulUnitBlocks vectors of columns each (kernel.inc).
+constexpr int64_t kMatmulUnitBlocks = 4;
+constexpr int64_t kMatmulDepthChunk = 256;  // rows of a per chunk when A = aᵀ (the weight gradients' Σ over T·B)
+constexpr int64_t matmul_panel_units(int64_t width) { return width * kMatmulUnitBlocks; }
+constexpr int64_t matmul_packed_elems(int64_t n, int64_t k, int64_t width) {
+  return panel_count(n, matmul_panel_units(width)) * k * matmul_panel_units(width);
+}
+
 // out[M, N] = A · B with A = a [M, K] (row-major), or with a_transposed A = aᵀ for a [K, M]; B(k, n) =
 // b[k·b_k_stride + n·b_n_stride]. Backward's dL/dx = dgates · W_ih and weight gradients Σ_t dgates_tᵀ · x_t.
-constexpr int64_t kMatmulUnitBlocks = 4;    // vectors per panel of matmul's B (kernel.inc)
-constexpr int64_t kMatmulDepthChunk = 256;  // rows of a per chunk when A = aᵀ (the weight gradients' Σ over T·B)
-constexpr int64_t matmul_packed_elems(int64_t n, int64_t k, int64_t width) {
-  return panel_count(n, width * kMatmulUnitBlocks) * k * width * kMatmulUnitBlocks;
-}
 template <typename T>
 struct MatmulArgs {
   int64_t M = 0, K = 0, N = 0;
@@ -139,14 +143,15 @@ struct MatmulArgs {
   bool a_transposed = false;
   const T* b = nullptr;
   int64_t b_k_stride = 0, b_n_stride = 0;
-  T* out = nullptr;     // [M, N]
+  T* out = nullptr;       // [M, N]
   T* packed = nullptr;    // matmul_packed_elems(N, min(K, kMatmulDepthChunk) if a_transposed else K, W): B's panels
   T* packed_a = nullptr;  // [M, min(K, kMatmulDepthChunk)]  a chunk of aᵀ (a_transposed only)
 };
 
 // ------------------------------------------------------------------------------------------------ entry points
 // One set per ISA, each in its own file compiled for that ISA. forward/backward run the workers team.first ..
-// team.last - 1 over all steps (every thread of the team calls it); matmul likewise shares one product. vector_width: W for float (false) / double.
+// team.last - 1 over all steps (every thread of the team calls it); matmul likewise shares one product.
+// vector_width: W for float (false) / double.
 #define RNNF_DECLARE_FUSED_ISA(ns)                                       \
   namespace ns {                                                         \
   bool compiled();                                                       \
