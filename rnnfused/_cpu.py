@@ -47,8 +47,9 @@ def cpu_isa() -> str:
 
 @contextlib.contextmanager
 def _forced(path: Optional[str] = None, isa: Optional[str] = None, workers: Optional[int] = None) -> Iterator[None]:
-    """Test hook: run the block with the CPU path ("stepwise"/"fused"), the fused kernels' ISA
-    ("portable"/"avx2"/"avx512") and/or their number of logical workers forced. Process-wide."""
+    """Test hook: run the block with the CPU path ("stepwise"/"fused"), the ISA of the fused kernels and of the
+    step-wise pointwise loops ("portable"/"avx2"/"avx512") and/or the fused kernels' number of logical workers
+    forced. Process-wide."""
     module = _cpu_module()
     undo = []
     try:

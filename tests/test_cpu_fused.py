@@ -74,6 +74,32 @@ def test_fused_matches_reference_float64(case, isa):
     assert_close_all(grads, ref_grads, [f"grad {n}" for n, _ in tensor_fields(x)], atol=1e-11, rtol=1e-9)
 
 
+# The step-wise path's pointwise loops (pointwise_cpu.h), which the cell ops share, have one copy per ISA and take the
+# forced ISA too. H = 37 / 45 leave vector tails at every width; lengths give inactive rows.
+STEPWISE_ISA_CASES = [Case(c, B=5, T=6, I=7, H=37) for c in CELLS] + [
+    Case("lstm", B=4, T=6, I=3, H=19, proj=11, lengths=(6, 2, 4, 1), reverse=True),
+    Case("gru", B=4, T=6, I=5, H=45, lengths=(3, 6, 1, 5), reverse=True)]
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("case", STEPWISE_ISA_CASES, ids=lambda c: c.id)
+def test_stepwise_pointwise_loops_match_reference_for_every_isa(case, isa):
+    x = make_inputs(case)
+    ref_outs = run_backend(case.kind, x, "reference")
+    upstream = random_like(ref_outs)
+    ref_outs, ref_grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    with _cpu._forced(path="stepwise", isa=isa):
+        outs, grads = outputs_and_grads(case.kind, x, "cpu", upstream)
+        outs32, grads32 = outputs_and_grads(case.kind, make_inputs(case, dtype=torch.float32), "cpu",
+                                            [u.float() for u in upstream])
+    names = ["output", "h_n", "c_n"][: len(outs)]
+    grad_names = [f"grad {n}" for n, _ in tensor_fields(x)]
+    assert_close_all(outs, ref_outs, names, atol=1e-12, rtol=1e-10)
+    assert_close_all(grads, ref_grads, grad_names, atol=1e-11, rtol=1e-9)
+    assert_close_all([o.double() for o in outs32], ref_outs, names, atol=2e-5, rtol=1e-4)
+    assert_close_all([g.double() for g in grads32], ref_grads, grad_names, atol=1e-4, rtol=1e-3)
+
+
 @pytest.mark.parametrize("case", [Case("lstm", B=6, T=9, I=16, H=40, proj=24, lengths=(9, 3, 9, 1, 5, 8)),
                                   Case("gru", B=3, T=9, I=8, H=45), Case("rnn_tanh", B=17, T=4, I=8, H=70)],
                          ids=lambda c: c.id)
@@ -282,6 +308,26 @@ def test_matmul_matches_torch_float64(shape, a_transposed, isa):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("a_transposed", [False, True], ids=["a_b", "at_b"])
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matmul_into_accumulates_float64(shape, a_transposed, isa):
+    """The out= form the cell steps' backward uses (csrc/cell/cell_ops.h, step_gemm): out += A · B keeps what out
+    held (every chunk and panel tail adds), out = A · B overwrites it."""
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(M * 1000 + K * 10 + N + 1)
+    a = torch.randn((K, M) if a_transposed else (M, K), generator=gen, dtype=torch.float64)
+    b = torch.randn(K, N, generator=gen, dtype=torch.float64)
+    start = torch.randn(M, N, generator=gen, dtype=torch.float64)
+    product = (a.t() if a_transposed else a) @ b
+    with _cpu._forced(isa=isa):
+        summed, replaced = start.clone(), start.clone()
+        extension()._cpu_matmul_into(a, a_transposed, b, summed, True)
+        extension()._cpu_matmul_into(a, a_transposed, b, replaced, False)
+    torch.testing.assert_close(summed, start + product, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(replaced, product, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("a_transposed", [False, True], ids=["a_b", "at_b"])
 def test_matmul_bitwise_identical_for_any_team_size(a_transposed):
     """Workers share (row block, panel) pairs after packing B together: any team gives the one-worker bits."""
@@ -306,6 +352,10 @@ def test_matmul_rejects_bad_operands_clearly():
         extension()._cpu_matmul(a, True, b)
     with pytest.raises(RuntimeError, match="contiguous"):
         extension()._cpu_matmul(a.t(), False, torch.randn(4, 2))
+    with pytest.raises(RuntimeError, match=r"out must be a contiguous CPU \[4, 5\] tensor of Float"):
+        extension()._cpu_matmul_into(a, False, b, torch.empty(5, 4), False)
+    with pytest.raises(RuntimeError, match="out must be"):
+        extension()._cpu_matmul_into(a, False, b, torch.empty(4, 5, dtype=torch.float64), True)
 
 
 def test_fused_inside_a_parallel_region_runs_inline():

@@ -27,6 +27,7 @@
 
 #include "../common/cells.h"
 #include "../common/step.h"
+#include "../cpu/fused_runner.h"
 #include "../cpu/recycled_buffers.h"
 #include "../sequence/layer_args.h"
 #include "../sequence/layer_ops.h"
@@ -85,10 +86,26 @@ inline at::Tensor step_empty(at::IntArrayRef sizes, const at::TensorOptions& opt
   return opts.device().is_cpu() ? cpu::recycled_empty(sizes, opts) : at::empty(sizes, opts);
 }
 
-// x · y into a step_empty tensor [x rows, y columns].
-inline at::Tensor step_mm(const at::Tensor& x, const at::Tensor& y) {
-  at::Tensor out = step_empty({x.size(0), y.size(1)}, x.options());
-  at::mm_out(out, x, y);
+// out = A · B (out += A · B with accumulate), A = x or xᵀ (x_transposed), for a step's backward. On the CPU in
+// float32/float64 the fused path's GEMM (csrc/cpu/fused, matmul), which runs these shapes faster than ATen's mm
+// (MKL) on an AVX-512 CPU: float64 1.3-1.6x for the weight gradients' xᵀ·y (benchmarks/results/cells_cpu.md); ATen's
+// mm elsewhere. x and out contiguous.
+inline void step_gemm(const at::Tensor& x, bool x_transposed, const at::Tensor& y, const at::Tensor& out,
+                      bool accumulate) {
+  const auto dtype = x.scalar_type();
+  if (x.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble)) {
+    cpu::fused_matmul_into(x, x_transposed, y, out, accumulate);
+  } else if (accumulate) {
+    out.addmm_(x_transposed ? x.t() : x, y);
+  } else {
+    at::mm_out(const_cast<at::Tensor&>(out), x_transposed ? x.t() : x, y);
+  }
+}
+
+// step_gemm into a fresh step_empty tensor.
+inline at::Tensor step_gemm(const at::Tensor& x, bool x_transposed, const at::Tensor& y) {
+  at::Tensor out = step_empty({x.size(x_transposed ? 1 : 0), y.size(1)}, x.options());
+  step_gemm(x, x_transposed, y, out, false);
   return out;
 }
 
@@ -202,10 +219,11 @@ CellGrads cell_backward(const CellArgs& a, const at::Tensor& grad_h, const at::T
   const auto none = [&opts] { return at::empty({0}, opts); };  // a fresh one per output: outputs must not alias
   CellGrads g;
   // Autograd adds the weight gradients up over the steps and frees them: recycled blocks (step_empty).
-  g.w_ih = mask.weights ? step_mm(dgx.t(), a.input) : none();          // [G*H, I]
-  g.w_hh = mask.weights ? step_mm(dgh.t(), a.hx) : none();             // [G*H, H]
-  g.input = mask.input ? at::mm(dgx, a.w_ih) : none();                 // [B, I]
-  g.hx = mask.hx ? dh_direct.addmm_(dgh, a.w_hh) : none();             // [B, H]  the part past W_hh + GRU's z·dh'
+  g.w_ih = mask.weights ? step_gemm(dgx, true, a.input) : none();      // [G*H, I]
+  g.w_hh = mask.weights ? step_gemm(dgh, true, a.hx) : none();         // [G*H, H]
+  g.input = mask.input ? step_gemm(dgx, false, a.w_ih) : none();       // [B, I]
+  if (mask.hx) step_gemm(dgh, false, a.w_hh, dh_direct, true);
+  g.hx = mask.hx ? dh_direct : none();                                 // [B, H]  the part past W_hh + GRU's z·dh'
   g.cx = Cell::kHasCellState ? dc.to(a.input.scalar_type()) : none();  // [B, H]
   g.b_ih = mask.biases ? dgx.sum(0) : none();                          // [G*H]
   g.b_hh = !mask.biases ? none() : Cell::kSplitRecurrentGrad ? dgh.sum(0) : g.b_ih.clone();  // [G*H]

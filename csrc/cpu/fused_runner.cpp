@@ -128,6 +128,15 @@ int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t pane
 at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor& b) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "rnnfused: matmul takes 2-D a and b, got ", a.dim(), "-D and ", b.dim(),
               "-D");
+  at::Tensor out = at::empty({a.size(a_transposed ? 1 : 0), b.size(1)}, a.options());
+  fused_matmul_into(a, a_transposed, b, out, false);
+  return out;
+}
+
+void fused_matmul_into(const at::Tensor& a, bool a_transposed, const at::Tensor& b, const at::Tensor& out,
+                       bool accumulate) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "rnnfused: matmul takes 2-D a and b, got ", a.dim(), "-D and ", b.dim(),
+              "-D");
   TORCH_CHECK(a.device().is_cpu() && b.device().is_cpu(), "rnnfused: matmul runs on the CPU");
   TORCH_CHECK(a.scalar_type() == b.scalar_type() && (a.scalar_type() == at::kFloat || a.scalar_type() == at::kDouble),
               "rnnfused: matmul takes float32 or float64 a and b of one dtype, got ", a.scalar_type(), " and ",
@@ -136,11 +145,14 @@ at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor
   const int64_t M = a.size(a_transposed ? 1 : 0), K = a.size(a_transposed ? 0 : 1), N = b.size(1);
   TORCH_CHECK(K == b.size(0), "rnnfused: matmul's b must have ", K, " rows (the depth of a", a_transposed ? "ᵀ" : "",
               "), got ", b.size(0));
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == M && out.size(1) == N && out.is_contiguous() &&
+                  out.scalar_type() == a.scalar_type() && out.device().is_cpu(),
+              "rnnfused: matmul's out must be a contiguous CPU [", M, ", ", N, "] tensor of ", a.scalar_type(),
+              ", got ", out.scalar_type(), " ", out.sizes());
   const Isa isa = active_isa();
   const bool is_double = a.scalar_type() == at::kDouble;
   const int64_t W = vector_width(isa, is_double);
-  at::Tensor out = at::empty({M, N}, a.options());
-  if (M == 0 || N == 0) return out;
+  if (M == 0 || N == 0) return;
   const int64_t depth = a_transposed ? std::min(K, fused::kMatmulDepthChunk) : K;  // rows of B per chunk
   const at::Tensor packed = scratch(ScratchSlot::kPackedGemmOperand, {fused::matmul_packed_elems(N, depth, W)},
                                     a.options());
@@ -160,11 +172,11 @@ at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor
     args.b_k_stride = b.stride(0);
     args.b_n_stride = b.stride(1);
     args.out = out.data_ptr<scalar_t>();
+    args.accumulate = accumulate;
     args.packed = ptr<scalar_t>(packed);
     args.packed_a = ptr<scalar_t>(packed_a);
     run_team(workers, [&](const Team& team) { isa_matmul<scalar_t>(isa, args, team); });
   });
-  return out;
 }
 
 template <typename Cell>

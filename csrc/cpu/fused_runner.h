@@ -30,5 +30,9 @@ int64_t team_workers(int64_t batch, int64_t outputs, int64_t depth, int64_t pane
 // on the thread count.
 at::Tensor fused_matmul(const at::Tensor& a, bool a_transposed, const at::Tensor& b);
 
+// The same into `out`, a contiguous [M, N] tensor of a's dtype: out = A · B, or out += A · B with accumulate.
+void fused_matmul_into(const at::Tensor& a, bool a_transposed, const at::Tensor& b, const at::Tensor& out,
+                       bool accumulate);
+
 }  // namespace cpu
 }  // namespace rnnfused

@@ -37,6 +37,8 @@ void bind_python(pybind11::module_& m) {
         "Frees this thread's reused scratch buffers of the fused CPU path (csrc/cpu/scratch.h); returns the bytes");
   // The fused path's GEMM of its big products (tests and benchmarks): a · b, or aᵀ · b.
   m.def("_cpu_matmul", &fused_matmul, py::arg("a"), py::arg("a_transposed"), py::arg("b"));
+  m.def("_cpu_matmul_into", &fused_matmul_into, py::arg("a"), py::arg("a_transposed"), py::arg("b"), py::arg("out"),
+        py::arg("accumulate"));
   // Calls fn on this thread from inside an at::parallel_for region (the other chunk idles): how a test sees that
   // the fused path runs inline there instead of starting a second team.
   m.def("_run_in_parallel_region", [](const py::function& fn) {

@@ -134,8 +134,9 @@ constexpr int64_t matmul_packed_elems(int64_t n, int64_t k, int64_t width) {
   return panel_count(n, matmul_panel_units(width)) * k * matmul_panel_units(width);
 }
 
-// out[M, N] = A · B with A = a [M, K] (row-major), or with a_transposed A = aᵀ for a [K, M]; B(k, n) =
-// b[k·b_k_stride + n·b_n_stride]. Backward's dL/dx = dgates · W_ih and weight gradients Σ_t dgates_tᵀ · x_t.
+// out[M, N] = A · B (out += A · B with accumulate) with A = a [M, K] (row-major), or with a_transposed A = aᵀ for
+// a [K, M]; B(k, n) = b[k·b_k_stride + n·b_n_stride]. Backward's dL/dx = dgates · W_ih and weight gradients
+// Σ_t dgates_tᵀ · x_t; a cell step's backward GEMMs (csrc/cell/cell_ops.h).
 template <typename T>
 struct MatmulArgs {
   int64_t M = 0, K = 0, N = 0;
@@ -144,6 +145,7 @@ struct MatmulArgs {
   const T* b = nullptr;
   int64_t b_k_stride = 0, b_n_stride = 0;
   T* out = nullptr;       // [M, N]
+  bool accumulate = false;
   T* packed = nullptr;    // matmul_packed_elems(N, min(K, kMatmulDepthChunk) if a_transposed else K, W): B's panels
   T* packed_a = nullptr;  // [M, min(K, kMatmulDepthChunk)]  a chunk of aᵀ (a_transposed only)
 };
