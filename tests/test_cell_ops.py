@@ -16,8 +16,8 @@ KINDS = list(CELL_KINDS)  # lstm, gru, rnn_tanh, rnn_relu
 MODULES = {"lstm": (FusedLSTMCell, nn.LSTMCell, {}), "gru": (FusedGRUCell, nn.GRUCell, {}),
            "rnn_tanh": (FusedRNNCell, nn.RNNCell, {"nonlinearity": "tanh"}),
            "rnn_relu": (FusedRNNCell, nn.RNNCell, {"nonlinearity": "relu"})}
-SHAPES = [(3, 4, 5), (1, 1, 1), (2, 7, 37)]  # (B, I, H)
-GRAD_SHAPES = [(3, 4, 5), (1, 1, 1), (2, 3, 11)]  # gradcheck perturbs every weight: small sizes
+SHAPES = [(3, 4, 5), (1, 1, 1), (2, 7, 37), (5, 6, 19)]  # (B, I, H); B >= 4: the fused CPU matmul in backward
+GRAD_SHAPES = [(3, 4, 5), (1, 1, 1), (2, 3, 11), (4, 3, 6)]  # gradcheck perturbs every weight: small sizes
 
 
 def _id(shape):
@@ -109,8 +109,9 @@ def test_op_matches_reference_equations_float32(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_only_the_gradients_autograd_asks_for(kind):
-    """input and the states without requires_grad (a teacher-forced decoder's first step); c' unused."""
-    args = make_args(kind, 3, 4, 5)
+    """input and the states without requires_grad (a teacher-forced decoder's first step); c' unused. B = 5: the
+    fused CPU matmul computes the weight gradients alone."""
+    args = make_args(kind, 5, 4, 5)
     input, hx, cx = (a.detach() if a is not None else None for a in args[:3])
     args = (input, hx, cx) + args[3:]
     h, _ = run_op(kind, args)

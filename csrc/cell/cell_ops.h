@@ -86,19 +86,23 @@ inline at::Tensor step_empty(at::IntArrayRef sizes, const at::TensorOptions& opt
   return opts.device().is_cpu() ? cpu::recycled_empty(sizes, opts) : at::empty(sizes, opts);
 }
 
-// out = A · B (out += A · B with accumulate), A = x or xᵀ (x_transposed), for a step's backward. On the CPU in
-// float32/float64 the fused path's GEMM (csrc/cpu/fused, matmul), which runs these shapes faster than ATen's mm
-// (MKL) on an AVX-512 CPU: float64 1.3-1.6x for the weight gradients' xᵀ·y (benchmarks/results/cells_cpu.md); ATen's
-// mm elsewhere. x and out contiguous.
-inline void step_gemm(const at::Tensor& x, bool x_transposed, const at::Tensor& y, const at::Tensor& out,
-                      bool accumulate) {
+// Batch rows from which a step's backward GEMMs run in the fused CPU path's matmul. Measured (1 thread, float32 /
+// float64, LSTM shapes H = I ∈ {51, 128, 256}, against ATen's mm, i.e. MKL): at B = 1 its per-call packing of the
+// [G·H, I] weight makes dx = dgates · W_ih 0.56-0.81x as fast (MKL reads the weight once, as a GEMV); from B = 4 on
+// it is 1.0-1.26x (dx) and 1.04-1.62x (the weight gradients) as fast (benchmarks/results/cells_cpu.md).
+constexpr int64_t kFusedStepGemmMinBatch = 4;
+
+// out = A · B (out += A · B with accumulate), A = x or xᵀ (x_transposed), for a step's backward, x = [B, ...]: the
+// fused path's matmul on the CPU for float32/float64 from kFusedStepGemmMinBatch rows, else ATen's mm. x and out
+// contiguous.
+inline void step_gemm(const at::Tensor& x, bool x_transposed, const at::Tensor& y, at::Tensor out, bool accumulate) {
   const auto dtype = x.scalar_type();
-  if (x.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble)) {
+  if (x.device().is_cpu() && (dtype == at::kFloat || dtype == at::kDouble) && x.size(0) >= kFusedStepGemmMinBatch) {
     cpu::fused_matmul_into(x, x_transposed, y, out, accumulate);
   } else if (accumulate) {
     out.addmm_(x_transposed ? x.t() : x, y);
   } else {
-    at::mm_out(const_cast<at::Tensor&>(out), x_transposed ? x.t() : x, y);
+    at::mm_out(out, x_transposed ? x.t() : x, y);
   }
 }
 
