@@ -60,13 +60,18 @@ def _run_fused(case, x, upstream=None):
         return outputs_and_grads(case.kind, x, "cpu", upstream)
 
 
+def _reference(case, x):
+    """A random upstream gradient for the case's outputs, and the reference's outputs and gradients for it."""
+    upstream = random_like(run_backend(case.kind, x, "reference"))
+    ref_outs, ref_grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    return upstream, ref_outs, ref_grads
+
+
 @pytest.mark.parametrize("isa", ISA_PARAMS)
 @pytest.mark.parametrize("case", PARITY_CASES, ids=lambda c: c.id)
 def test_fused_matches_reference_float64(case, isa):
     x = make_inputs(case)
-    ref_outs = run_backend(case.kind, x, "reference")
-    upstream = random_like(ref_outs)
-    ref_outs, ref_grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    upstream, ref_outs, ref_grads = _reference(case, x)
     with _cpu._forced(isa=isa):
         outs, grads = _run_fused(case, x, upstream)
     names = ["output", "h_n", "c_n"][: len(outs)]
@@ -85,9 +90,7 @@ STEPWISE_ISA_CASES = [Case(c, B=5, T=6, I=7, H=37) for c in CELLS] + [
 @pytest.mark.parametrize("case", STEPWISE_ISA_CASES, ids=lambda c: c.id)
 def test_stepwise_pointwise_loops_match_reference_for_every_isa(case, isa):
     x = make_inputs(case)
-    ref_outs = run_backend(case.kind, x, "reference")
-    upstream = random_like(ref_outs)
-    ref_outs, ref_grads = outputs_and_grads(case.kind, x, "reference", upstream)
+    upstream, ref_outs, ref_grads = _reference(case, x)
     with _cpu._forced(path="stepwise", isa=isa):
         outs, grads = outputs_and_grads(case.kind, x, "cpu", upstream)
         outs32, grads32 = outputs_and_grads(case.kind, make_inputs(case, dtype=torch.float32), "cpu",
@@ -106,9 +109,7 @@ def test_stepwise_pointwise_loops_match_reference_for_every_isa(case, isa):
 def test_fused_float32_close_to_reference(case):
     x64 = make_inputs(case)
     x32 = make_inputs(case, dtype=torch.float32)
-    ref_outs = run_backend(case.kind, x64, "reference")
-    upstream = random_like(ref_outs)
-    ref_outs, ref_grads = outputs_and_grads(case.kind, x64, "reference", upstream)
+    upstream, ref_outs, ref_grads = _reference(case, x64)
     outs, grads = _run_fused(case, x32, [u.float() for u in upstream])
     assert_close_all([o.double() for o in outs], ref_outs, ["output", "h_n", "c_n"], atol=2e-5, rtol=1e-4)
     assert_close_all([g.double() for g in grads], ref_grads, [n for n, _ in tensor_fields(x64)], atol=1e-4,
