@@ -2,7 +2,8 @@
 
     rnnfused.cpu_path("lstm", seq_len=128, batch=1, input_size=256, hidden_size=256)
         -> "fused" or "stepwise" (the rule in csrc/cpu/cpu_path.cpp)
-    rnnfused.cpu_isa() -> "avx512", "avx2" or "portable" (what the fused kernels run with on this CPU)
+    rnnfused.cpu_isa() -> "avx512", "avx2" or "portable" (what the fused kernels and the step-wise pointwise loops run
+        with on this CPU)
 
 ``fused``: one parallel region per layer-direction and call; threads own slices of hidden units for the whole
 sequence, W_hh is packed once per call into cache-resident panels, a register-blocked micro-kernel computes each
@@ -41,7 +42,8 @@ def cpu_path(cell: str, seq_len: int, batch: int, input_size: int, hidden_size: 
 
 
 def cpu_isa() -> str:
-    """The instruction set the fused CPU kernels use here: avx512, avx2 or portable."""
+    """The instruction set the fused CPU kernels and the step-wise pointwise loops use here: avx512, avx2 or
+    portable."""
     return _cpu_module().cpu_isa()
 
 
