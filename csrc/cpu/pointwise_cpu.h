@@ -38,12 +38,18 @@ inline int64_t grain_rows(int64_t values_per_row) {
 #define RNNF_HAVE_ISA_CLONES 0
 #endif
 
-// Runs fn(isa, b_begin, b_end) over chunks of the batch's rows in parallel; isa names the loop copy to call.
-template <typename Fn>
-void for_row_chunks(int64_t batch, int64_t values_per_row, const Fn& fn) {
+// A copy of a step's row loop: rows [b_begin, b_end) of step s.
+template <typename Step>
+using RowLoop = void (*)(const Step& s, int64_t b_begin, int64_t b_end);
+
+// Runs the copy of the row loop for this ISA over chunks of the batch's rows in parallel.
+template <typename Step>
+void run_row_loop(const Step& s, int64_t values_per_row, RowLoop<Step> avx512, RowLoop<Step> avx2,
+                  RowLoop<Step> generic) {
   const fused::Isa isa = RNNF_HAVE_ISA_CLONES ? active_isa() : fused::Isa::kPortable;
-  at::parallel_for(0, batch, grain_rows(values_per_row),
-                   [&](int64_t b_begin, int64_t b_end) { fn(isa, b_begin, b_end); });
+  const RowLoop<Step> rows = isa == fused::Isa::kAvx512 ? avx512 : isa == fused::Isa::kAvx2 ? avx2 : generic;
+  at::parallel_for(0, s.batch, grain_rows(values_per_row),
+                   [&](int64_t b_begin, int64_t b_end) { rows(s, b_begin, b_end); });
 }
 
 // ------------------------------------------------------------------------------------------------------- forward
@@ -113,17 +119,8 @@ void forward_rows_generic(const ForwardStep<T, C>& s, int64_t b_begin, int64_t b
 
 template <typename Cell, typename T, typename C>
 void forward_step(const ForwardStep<T, C>& s) {
-  for_row_chunks(s.batch, Cell::kGates * s.hidden, [&](fused::Isa isa, int64_t b_begin, int64_t b_end) {
-    switch (isa) {
-      case fused::Isa::kAvx512:
-        return forward_rows_avx512<Cell>(s, b_begin, b_end);
-      case fused::Isa::kAvx2:
-        return forward_rows_avx2<Cell>(s, b_begin, b_end);
-      case fused::Isa::kPortable:
-        break;
-    }
-    forward_rows_generic<Cell>(s, b_begin, b_end);
-  });
+  run_row_loop<ForwardStep<T, C>>(s, Cell::kGates * s.hidden, &forward_rows_avx512<Cell, T, C>,
+                                  &forward_rows_avx2<Cell, T, C>, &forward_rows_generic<Cell, T, C>);
 }
 
 // ------------------------------------------------------------------------------------------------------ backward
@@ -202,17 +199,9 @@ void backward_rows_generic(const BackwardStep<T, C>& s, int64_t b_begin, int64_t
 
 template <typename Cell, bool kFromDr, typename T, typename C>
 void backward_step_impl(const BackwardStep<T, C>& s) {
-  for_row_chunks(s.batch, Cell::kGates * s.hidden, [&](fused::Isa isa, int64_t b_begin, int64_t b_end) {
-    switch (isa) {
-      case fused::Isa::kAvx512:
-        return backward_rows_avx512<Cell, kFromDr>(s, b_begin, b_end);
-      case fused::Isa::kAvx2:
-        return backward_rows_avx2<Cell, kFromDr>(s, b_begin, b_end);
-      case fused::Isa::kPortable:
-        break;
-    }
-    backward_rows_generic<Cell, kFromDr>(s, b_begin, b_end);
-  });
+  run_row_loop<BackwardStep<T, C>>(s, Cell::kGates * s.hidden, &backward_rows_avx512<Cell, kFromDr, T, C>,
+                                   &backward_rows_avx2<Cell, kFromDr, T, C>,
+                                   &backward_rows_generic<Cell, kFromDr, T, C>);
 }
 
 template <typename Cell, typename T, typename C>
