@@ -490,6 +490,38 @@ def test_bf16_runs_the_stepwise_path():
         assert torch.equal(a, b)
 
 
+# ------------------------------------------------------------------------------------------ float32 cell math
+def _float32_sigmoid_through_an_lstm(a):
+    """σ(a) for a float32 [B] as the CPU backend computes it: a one-step LSTM whose input gate sees a, and whose g and o
+    gates see 20 (tanh(20) is 1.0 in float32), so c_n = σ(a)·1."""
+    B = a.numel()
+    x = torch.stack([a, torch.ones_like(a)], dim=1).view(1, B, 2)                  # [T=1, B, I=2]
+    w_ih = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 20.0], [0.0, 20.0]])       # gates i, f, g, o of H=1
+    zeros = torch.zeros(B, 1)
+    _, (_, c_n) = rnnfused.functional.lstm(x, (zeros, zeros), w_ih, torch.zeros(4, 1), backend="cpu")
+    return c_n.view(B)
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+@pytest.mark.parametrize("path", ["fused", "stepwise"])
+def test_float32_sigmoid_accurate_over_the_whole_range_of_exp(path, isa):
+    # The vectorized float exp (csrc/common/host_math.h) clamps its argument to [-87.34, 88.38] and scales by 2^n for
+    # n in [-126, 127]: the ends of that range give σ's smallest (subnormal) and largest values.
+    ends = torch.tensor([87.3365447505531, 88.3762626647949, 88.7228, 103.9, 150.0])
+    a = torch.cat([torch.linspace(-100.0, 100.0, 40001), ends, -ends, torch.nextafter(ends, ends + 1),
+                   torch.nextafter(-ends, -ends - 1), torch.tensor([0.0, -0.0])])
+    with _cpu._forced(path=path, isa=isa):
+        got = _float32_sigmoid_through_an_lstm(a).double()
+    # Below -88.38, exp(-a) saturates at exp(88.38) (not inf), so σ stops at σ(-88.38) ≈ 4.2e-39 instead of 0.
+    floor = torch.sigmoid(torch.tensor(-88.3762626647949).double())  # the float32 clamp
+    exact = torch.sigmoid(a.double()).clamp(min=floor)
+    # Within 4 float32 ulps of that (normal results), within 4 of the smallest subnormal below 2^-126.
+    ulp = torch.where(exact.abs() < 2.0 ** -126, torch.full_like(exact, 2.0 ** -149), exact.abs() * 2.0 ** -23)
+    err = (got - exact).abs() / ulp
+    worst = int(err.argmax())
+    assert err.max() <= 4, f"σ({a[worst].item()}) = {got[worst].item()!r}, expected {exact[worst].item()!r}"
+
+
 # -------------------------------------------------------------------------------------------- scratch reuse
 def _results(case):
     x = make_inputs(case)
