@@ -72,9 +72,11 @@ def _cpu_paths() -> str:
     """Which CPU path (fused / stepwise, csrc/cpu/cpu_path.cpp) each dtype takes, and the fused kernels' ISA."""
     if not rnnfused.extension_loaded():
         return "no extension"
-    by_dtype = {str(dt).replace("torch.", ""): rnnfused.cpu_path("lstm", 1, 1, 1, 1, dtype=dt)
+    by_dtype = {str(dt).replace("torch.", ""): rnnfused.cpu_path("lstm", 2, 1, 1, 1, dtype=dt)
                 for dt in (torch.float32, torch.float64, torch.bfloat16, torch.float16)}
-    return ", ".join(f"{name} {path}" for name, path in by_dtype.items()) + f" (fused kernels: {rnnfused.cpu_isa()})"
+    one_step = rnnfused.cpu_path("lstm", 1, 1, 1, 1, dtype=torch.float32)
+    return (", ".join(f"{name} {path}" for name, path in by_dtype.items()) + f", one step of one row {one_step}"
+            f" (fused kernels: {rnnfused.cpu_isa()})")
 
 
 def environment(device: Optional[torch.device] = None) -> Dict[str, str]:

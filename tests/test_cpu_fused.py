@@ -460,6 +460,11 @@ def test_rule_picks_fused_for_float32_and_float64_and_stepwise_for_16_bit():
         for dtype in (torch.bfloat16, torch.float16):
             assert rnnfused.cpu_path(cell, 128, 8, 64, 64, dtype=dtype) == "stepwise"
     assert rnnfused.cpu_path("lstm", 16, 1, 8, 32, proj_size=16, lengths=True, reverse=True) == "fused"
+    # One step of one row: the step-wise path's GEMVs read the weights in place, the fused path would pack them.
+    for cell in CELLS:
+        assert rnnfused.cpu_path(cell, 1, 1, 64, 64) == "stepwise"
+        assert rnnfused.cpu_path(cell, 2, 1, 64, 64) == "fused"
+        assert rnnfused.cpu_path(cell, 1, 2, 64, 64) == "fused"
     assert rnnfused.cpu_isa() in ISAS
 
 

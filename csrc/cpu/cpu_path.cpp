@@ -61,8 +61,14 @@ CpuPath choose_path(const LayerArgs& a) {
     return static_cast<CpuPath>(forced);
   }
   // The rule: the fused kernels for float32/float64 (the CPU's native FMA dtypes); 16-bit dtypes take the step-wise
-  // path (no native bf16/fp16 arithmetic is assumed; its GEMM converts), and so do layers with zoneout.
-  return fused_dtype && fused_features ? CpuPath::kFused : CpuPath::kStepwise;
+  // path (no native bf16/fp16 arithmetic is assumed; its GEMM converts), and so do layers with zoneout. So does a
+  // call of one step of one row (streaming, step-by-step decoding): the fused path packs W_ih and W_hh at every
+  // call, which one matrix-vector step cannot repay, while the step-wise path's BLAS GEMVs read them in place
+  // (stepwise / fused time at T = B = 1, 2 threads, float32, LSTM and GRU: 0.73-0.96x up to H = 128, 0.30-0.41x at
+  // H = 1024. One-step calls with B >= 4: 0.92-1.40x up to H = 256, down to 0.73x from H = 512; table in the README,
+  // 2026-12-01).
+  const bool one_vector_step = a.T == 1 && a.B == 1;
+  return fused_dtype && fused_features && !one_vector_step ? CpuPath::kFused : CpuPath::kStepwise;
 }
 
 const char* path_name(CpuPath path) { return path == CpuPath::kFused ? "fused" : "stepwise"; }
