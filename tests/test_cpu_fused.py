@@ -50,6 +50,12 @@ PARITY_CASES = [Case(c, B=1, T=4, I=3, H=1) for c in CELLS] + [Case(c, B=5, T=6,
     Case("rnn_tanh", B=9, T=5, I=6, H=33, reverse=True, bias=False),
     Case("rnn_relu", B=3, T=7, I=4, H=11, lengths=(7, 4, 1)),
     Case("lstm", B=2, T=1, I=3, H=12, bias=False),
+] + [
+    # B >= 64: the sweep projects the input in blocks of 3 steps (kernel_api.h, projection_block_steps), the last
+    # block partial, in either direction.
+    Case("lstm", B=64, T=7, I=5, H=9, reverse=True),
+    Case("gru", B=64, T=7, I=4, H=6, lengths=tuple([7] + [(5 * b) % 7 + 1 for b in range(1, 64)])),
+    Case("lstm", B=65, T=8, I=3, H=5, proj=3),
 ]
 
 
@@ -175,7 +181,8 @@ def _reference_with_resets(case):
 
 
 RESET_CASES = [Case(c, B=5, T=RESETS_T, I=3, H=13, reverse=r) for c in CELLS for r in (False, True)] + [
-    Case("lstm", B=5, T=RESETS_T, I=3, H=11, proj=6, reverse=r) for r in (False, True)]
+    Case("lstm", B=5, T=RESETS_T, I=3, H=11, proj=6, reverse=r) for r in (False, True)] + [
+    Case("lstm", B=64, T=RESETS_T, I=3, H=5, reverse=True)]  # projection blocks of 3 steps
 
 
 @pytest.mark.parametrize("workers", [1, 2, 9])  # 9: more workers than panels (some own none) for H=13 in float64

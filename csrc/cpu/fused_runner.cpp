@@ -191,8 +191,11 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const int64_t panels = fused::panel_count(H, fused::panel_units(W, G));
   const int64_t workers = team_workers(B, GH, H_out, panels);
 
-  // The input projection of every step (the kernel's workers fill it, each its own panels; kernel_api.h).
-  const at::Tensor xg = scratch(ScratchSlot::kInputGates, {fused::projection_elems(H, T * B, G, W)}, opts);
+  // The input projection of a block of steps (the kernel's workers fill it, each its own panels; kernel_api.h).
+  const int64_t weight_bytes = (fused::packed_elems(H, a.I, G, W) + fused::packed_elems(H, H_out, G, W)) *
+                               int64_t(a.input.element_size()) / workers;
+  const int64_t block_steps = fused::projection_block_steps(T, B, weight_bytes);
+  const at::Tensor xg = scratch(ScratchSlot::kInputGates, {fused::projection_elems(H, block_steps * B, G, W)}, opts);
   const at::Tensor b_ih = a.b_ih.defined() ? a.b_ih : at::zeros({GH}, opts);  // [G*H]
   const at::Tensor b_hh = a.b_hh.defined() ? a.b_hh : at::zeros({GH}, opts);  // [G*H]
   const at::Tensor packed_ih = scratch(ScratchSlot::kPackedInputWeights, {fused::packed_elems(H, a.I, G, W)}, opts);
@@ -212,6 +215,7 @@ ForwardResult fused_forward(const LayerArgs& a) {
     fused::ForwardArgs<T_> args;
     static_cast<fused::Sweep&>(args) = sweep_of(a);
     args.input_size = a.I;
+    args.block_steps = block_steps;
     args.x = a.input.data_ptr<T_>();
     args.w_ih = a.w_ih.data_ptr<T_>();
     args.b_ih = b_ih.data_ptr<T_>();
