@@ -504,8 +504,8 @@ def test_bf16_runs_the_stepwise_path():
 
 # ------------------------------------------------------------------------------------------ float32 cell math
 def _float32_sigmoid_through_an_lstm(a):
-    """σ(a) for a float32 [B] as the CPU backend computes it: a one-step LSTM whose input gate sees a, and whose g and o
-    gates see 20 (tanh(20) is 1.0 in float32), so c_n = σ(a)·1."""
+    """σ(a) for a float32 [B] as the CPU backend computes it: a one-step LSTM whose input gate sees a, and whose g
+    and o gates see 20 (tanh(20) is 1.0 in float32), so c_n = σ(a)·1."""
     B = a.numel()
     x = torch.stack([a, torch.ones_like(a)], dim=1).view(1, B, 2)                  # [T=1, B, I=2]
     w_ih = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 20.0], [0.0, 20.0]])       # gates i, f, g, o of H=1

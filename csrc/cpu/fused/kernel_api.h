@@ -5,9 +5,10 @@
 // that stay cache-resident, and per step computes its units' gate pre-activations with a register-blocked
 // micro-kernel and applies the cell math (csrc/common/cell_math.h) while the tile is hot; the workers meet once per
 // step at a spin barrier (twice with a projection). Each worker also computes the input projection of its own
-// units, with the same micro-kernel, a block of steps at a time just before the sweep reaches them. The torch-side runner (fused_runner.cpp)
-// allocates, starts the team, and after backward's sweep runs the big GEMMs (matmul, on a team too); the kernels here
-// are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp, isa_portable.cpp) from the same source (kernel.inc).
+// units, with the same micro-kernel, a block of steps at a time just before the sweep reaches them. The torch-side
+// runner (fused_runner.cpp) allocates, starts the team, and after backward's sweep runs the big GEMMs (matmul, on a
+// team too); the kernels here are compiled once per ISA (isa_avx512.cpp, isa_avx2.cpp, isa_portable.cpp) from the
+// same source (kernel.inc).
 //
 // Torch-free. T is float or double (storage = arithmetic type; 16-bit dtypes take the step-wise path).
 // Sizes: T steps, B batch, H hidden, G gates, S saved values per unit, H_out = proj_size with w_hr, else H.
