@@ -71,6 +71,9 @@ def _worker(rank, port, wrapper, out_dir):
             grads[name] = g.detach().cpu().clone()
         if rank == 0:
             torch.save(grads, os.path.join(out_dir, f"{wrapper}.pt"))
+        # No rank tears its connections down while the other may still be finishing a collective: without this, a
+        # loaded 2-core machine now and then saw a gloo rank abort ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
