@@ -191,14 +191,15 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const int64_t panels = fused::panel_count(H, fused::panel_units(W, G));
   const int64_t workers = team_workers(B, GH, H_out, panels);
 
+  const int64_t packed_ih_elems = fused::packed_elems(H, a.I, G, W);    // W_ih panels
+  const int64_t packed_hh_elems = fused::packed_elems(H, H_out, G, W);  // W_hh panels
   // The input projection of a block of steps (the kernel's workers fill it, each its own panels; kernel_api.h).
-  const int64_t weight_bytes = (fused::packed_elems(H, a.I, G, W) + fused::packed_elems(H, H_out, G, W)) *
-                               int64_t(a.input.element_size()) / workers;
+  const int64_t weight_bytes = (packed_ih_elems + packed_hh_elems) * int64_t(a.input.element_size()) / workers;
   const int64_t block_steps = fused::projection_block_steps(T, B, weight_bytes);
   const at::Tensor xg = scratch(ScratchSlot::kInputGates, {fused::projection_elems(H, block_steps * B, G, W)}, opts);
   const at::Tensor b_ih = a.b_ih.defined() ? a.b_ih : at::zeros({GH}, opts);  // [G*H]
   const at::Tensor b_hh = a.b_hh.defined() ? a.b_hh : at::zeros({GH}, opts);  // [G*H]
-  const at::Tensor packed_ih = scratch(ScratchSlot::kPackedInputWeights, {fused::packed_elems(H, a.I, G, W)}, opts);
+  const at::Tensor packed_ih = scratch(ScratchSlot::kPackedInputWeights, {packed_ih_elems}, opts);
 
   ForwardResult r;
   r.output = at::empty({T, B, H_out}, opts);
@@ -207,8 +208,7 @@ ForwardResult fused_forward(const LayerArgs& a) {
   const at::Tensor h_state = at::empty({2, B, H_out}, opts);                                  // [2, B, H_out]
   const at::Tensor c_state = lstm && !a.train ? at::empty({2, B, H}, opts) : at::Tensor();   // [2, B, H]
   const at::Tensor cell_out = proj ? at::empty({B, H}, opts) : at::Tensor();                  // [B, H]
-  const Workspace ws = workspace(fused::packed_elems(H, H_out, G, W), proj ? fused::packed_elems(H_out, H, 1, W) : 0,
-                                 workers, B, W, opts);
+  const Workspace ws = workspace(packed_hh_elems, proj ? fused::packed_elems(H_out, H, 1, W) : 0, workers, B, W, opts);
 
   AT_DISPATCH_FLOATING_TYPES(a.input.scalar_type(), "rnnfused_fused_forward", [&] {
     using T_ = scalar_t;

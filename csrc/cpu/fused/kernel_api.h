@@ -67,7 +67,7 @@ constexpr int64_t projection_block_steps(int64_t steps, int64_t batch, int64_t w
   return tau < steps ? tau : steps;
 }
 
-// Rows per block of the big GEMMs (kernel.inc: the projection's T·B rows, matmul's M): a multiple of every tile height.
+// Rows per block of the big GEMMs (kernel.inc: a projection block's rows, matmul's M): a multiple of every tile height.
 constexpr int64_t kGemmRowBlock = 48;
 
 // Panels [begin, end) of `panels` owned by worker w of n: contiguous, sizes differing by at most one.
